@@ -1,0 +1,42 @@
+"""No API key and no connector credential is stored in plaintext: scan the SQLite file's bytes."""
+
+from sqlalchemy import text
+
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.store import connections, keys, tenants
+
+KNOWN_CREDENTIALS = {
+    "rekindle": {"api_key": "rk_live_PLAINTEXT_CANARY_rekindle_0123456789"},
+    "rejoiner": {"api_key": "rj_PLAINTEXT_CANARY_rejoiner_0123456789"},
+    "rci": {"api_key": "rci_PLAINTEXT_CANARY_0123456789"},
+    "replenit": {"api_key": "rp_PLAINTEXT_CANARY_replenit_0123456789"},
+}
+
+
+def test_no_secret_in_the_database_file(tmp_path):
+    # Always a SQLite file, whatever database the run uses: the test reads the file's bytes.
+    settings = Settings.from_env({}, instance_path=tmp_path, database_url=None, secret_key=None)
+    rt = Runtime.open(settings)
+    try:
+        with rt.engine.begin() as conn:
+            tenant = tenants.create_tenant(conn, "Canary shop")
+            made = [keys.create_key(conn, tenant.id, scope).api_key for scope in ("admin", "zapier")]
+            for connector, secret in KNOWN_CREDENTIALS.items():
+                connections.save_connection(conn, rt.vault, tenant.id, connector,
+                                            "https://example.test", secret,
+                                            {"site_id": "site-1"})
+        with rt.engine.connect() as conn:
+            assert connections.get_connection(conn, rt.vault, tenant.id, "rci").credentials == \
+                KNOWN_CREDENTIALS["rci"]
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    finally:
+        rt.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
+    assert raw, "the database file is missing"
+    assert b"site-1" in raw  # the scan sees stored text at all
+    for secret in [*made, *(v["api_key"] for v in KNOWN_CREDENTIALS.values())]:
+        assert secret.encode() not in raw
+        assert secret.split("_")[-1].encode() not in raw  # nor the random part on its own
+    key_file = tmp_path / "secret.key"
+    assert key_file.exists() and (key_file.stat().st_mode & 0o077) == 0
