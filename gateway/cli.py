@@ -51,8 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
     from gateway.store import db
 
-    rt = _runtime(migrate=False)
-    db.upgrade(rt.engine)
+    rt = _runtime(migrate=True)
     _print({"database": "migrated", "revision": db.current_revision(rt.engine)})
 
 

@@ -132,8 +132,8 @@ def tenant(make_tenant) -> TenantHandle:
 
 
 @pytest.fixture()
-def gateway_env(database_url, tmp_path) -> dict[str, str]:
-    """The environment for a gateway process the test starts: the run's database."""
+def gateway_env(runtime, database_url, tmp_path) -> dict[str, str]:
+    """The environment for a gateway process the test starts: the run's (migrated) database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update(
         GATEWAY_DATABASE_URL=database_url,

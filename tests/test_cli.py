@@ -99,3 +99,14 @@ def test_serve_answers_with_a_key_made_by_the_command(python, gateway_env):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_an_unmigrated_external_database_is_a_clear_error_at_start(python, gateway_env,
+                                                                  new_database):
+    env = {**gateway_env, "GATEWAY_DATABASE_URL": new_database("gw_unmigrated")}
+    refused = run(python, env, "tenants", "create", "Too early", check=False)
+    assert refused.returncode == 2
+    assert "db upgrade" in json.loads(refused.stdout)["error"]
+    assert "Traceback" not in refused.stderr
+    run(python, env, "db", "upgrade")
+    assert one_json_line(run(python, env, "tenants", "create", "In time"))["tenant_id"]

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,15 @@ def open_engine(settings: Settings, *, migrate: bool | None = None) -> Engine:
     engine = make_engine(settings.effective_database_url)
     if migrate is None:
         migrate = settings.embedded
-    if migrate:
-        if current_revision(engine) != head_revision():
-            upgrade(engine)
+    at, head = current_revision(engine), head_revision()
+    if at != head:
+        if not migrate:
+            engine.dispose()
+            raise SettingsError(
+                f"the database is at migration {at or 'none'} but this release needs {head}: "
+                "run `python app.py db upgrade` first"
+            )
+        upgrade(engine)
     return engine
 
 
