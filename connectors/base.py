@@ -54,11 +54,14 @@ class WriteResult:
     """What became of one batch sent to a destination.
 
     ``rejected`` maps the index of a record in the batch to the service's field errors for it;
-    only those records are dead-lettered, the rest count as delivered.
+    only those records are dead-lettered, the rest count as delivered. ``answers`` maps an index
+    to what the service said back about that record, in canonical terms, where that matters
+    (Rekindle's re-scored customer and its ``returned`` flag).
     """
 
     accepted: int
     rejected: dict[int, dict[str, list[str]]] = field(default_factory=dict)
+    answers: dict[int, Any] = field(default_factory=dict)
 
 
 class Client(Protocol):
@@ -73,14 +76,16 @@ class Client(Protocol):
 class Operation:
     """A canonical write a connector can perform.
 
-    ``send(client, records)`` takes canonical records (at most ``max_batch`` of them) and
-    returns a :class:`WriteResult`; ``key(record)`` is the record's natural key at that service
+    ``send(client, records, context)`` takes canonical records (at most ``max_batch`` of them)
+    and returns a :class:`WriteResult`. ``context`` carries the tenant's settings that shape the
+    wire payload (``consent_basis``: ``"consent"`` or ``"lawful_basis"``; ``currency``: the
+    connection's business currency). ``key(record)`` is the record's natural key at that service
     (used for ordering and per-record dead letters).
     """
 
     name: str
     max_batch: int
-    send: Callable[[Any, Sequence[Any]], WriteResult]
+    send: Callable[[Any, Sequence[Any], Mapping[str, Any]], WriteResult]
     key: Callable[[Any], str]
 
 
