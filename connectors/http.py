@@ -34,6 +34,7 @@ from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from requests.auth import AuthBase
 
+from connectors import jsontext
 from connectors.base import Limit
 
 __all__ = [
@@ -612,6 +613,11 @@ class HttpClient:
         attempts or time run out.
         """
         url = self.url(path_or_url)
+        send_headers = {**self.headers, **(headers or {})}
+        data = None
+        if json is not None:  # exact decimals: the standard encoder cannot write a Decimal
+            data = jsontext.dumps(json).encode()
+            send_headers.setdefault("Content-Type", "application/json")
         started = time.monotonic()
         attempt = 0
         while True:
@@ -619,8 +625,8 @@ class HttpClient:
             self.budget.acquire()
             try:
                 response = self.session.request(
-                    method, url, params=params, json=json, auth=self.auth,
-                    timeout=self.timeout, headers={**self.headers, **(headers or {})},
+                    method, url, params=params, data=data, auth=self.auth,
+                    timeout=self.timeout, headers=send_headers,
                 )
             except requests.Timeout:
                 error: ConnectorError = TransportError(

@@ -7,17 +7,13 @@ decimals and held to the wire schemas before they are mapped.
 
 Two things the kit shapes here:
 
-* ``HttpClient.request`` sends ``json=`` through the standard encoder, which cannot write a
-  ``Decimal``. ``total_spent`` therefore goes out as a float, and only when that float prints back
-  as the very same decimal (always so up to 15 significant digits, i.e. any lifetime spend below
-  ten trillion in a two-decimal currency); otherwise the record is refused with a
-  :class:`~connectors.rekindle.mapping.MappingError` rather than sent inexactly.
+* ``total_spent`` is a ``Decimal`` and goes out as an exact JSON number (the HTTP core writes
+  bodies with :mod:`connectors.jsontext`), whatever its number of digits.
 * A 403 (the plan has no API access) is raised as :class:`AuthError` whose message says so.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, Mapping
 
 from gateway.model import Customer, normalise_currency
@@ -48,16 +44,6 @@ FIND_PATH = "/actions/find-customer"
 _ITEMS = wire.CustomerItem(many=True)
 _UPDATED = wire.UpdateCustomerResponse()
 _REQUEST = wire.UpdateCustomerRequest()
-
-
-def exact_float(value: Decimal) -> float:
-    """``value`` as a float that JSON writes back as exactly the same number, or MappingError."""
-    number = float(value)
-    if Decimal(repr(number)) != value:
-        raise mapping.MappingError(
-            f"total_spent {value} has too many significant digits to send exactly"
-        )
-    return number
 
 
 class RekindleClient:
@@ -164,8 +150,7 @@ class RekindleClient:
         if errors:
             raise ValidationError(SERVICE, wire.error_message(errors),
                                   field_errors={k: _messages(v) for k, v in errors.items()})
-        payload = {k: exact_float(v) if isinstance(v, Decimal) else v for k, v in body.items()}
-        answer = self._send("POST", UPDATE_PATH, json=payload, ok=(200, 201))
+        answer = self._send("POST", UPDATE_PATH, json=dict(body), ok=(200, 201))
         return self._hold(_UPDATED, answer, "update-customer")
 
     def update_customer(self, customer: Customer, currency: str | None = None
@@ -203,4 +188,4 @@ def make_client(config: ConnectionConfig, **kwargs: Any) -> RekindleClient:
     return RekindleClient(config, **kwargs)
 
 
-__all__ = ["ConnectorError", "RekindleClient", "exact_float", "make_client"]
+__all__ = ["ConnectorError", "RekindleClient", "make_client"]

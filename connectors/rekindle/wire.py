@@ -18,13 +18,13 @@ Money stays exact: ``total_spent`` is read as :class:`~decimal.Decimal` (parse J
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from decimal import Decimal
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+from connectors.jsontext import dumps, loads  # noqa: F401 - the wire's JSON text
 
 #: Rekindle's engagement statuses.
 STATUSES = ("active", "at_risk", "lapsed", "lost")
@@ -150,29 +150,6 @@ class UpdateCustomerResponse(_Lenient):
 
 class ErrorBody(_Strict):
     error = fields.String(required=True)
-
-
-# --- exact JSON ---------------------------------------------------------------------------
-
-_MARK = "\x00dec:"
-_MARKED = re.compile(r'"\\u0000dec:(-?[0-9.eE+-]+)"')
-
-
-def _mark_decimal(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return f"{_MARK}{value}"
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def dumps(payload: Any) -> str:
-    """JSON text in which every ``Decimal`` is written as the exact number it holds."""
-    text = json.dumps(payload, default=_mark_decimal, ensure_ascii=False, separators=(",", ":"))
-    return _MARKED.sub(r"\1", text) if "dec:" in text else text
-
-
-def loads(text: str | bytes) -> Any:
-    """Parse JSON with every non-integer number as ``Decimal`` (exact money)."""
-    return json.loads(text, parse_float=Decimal)
 
 
 def error_message(errors: dict[str, Any]) -> str:

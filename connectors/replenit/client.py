@@ -17,16 +17,14 @@ errors that never carry the key.
   unknown tenant, and a 200 (or a 400 about the body, which means key and tenant passed) a
   working connection. Chosen over a DELETE of a made-up customer id, which is harmless only as
   long as no shop ever uses that id.
-- Decimals go through ``requests``' ``json=`` (the kit's only body) as floats, and only where the
-  float's shortest text is the exact decimal (:func:`jsonable`); any amount with up to 15
-  significant digits qualifies, and anything else is refused rather than sent inexactly.
+- Decimals go out as exact JSON numbers (the HTTP core writes bodies with
+  :mod:`connectors.jsontext`), whatever their number of digits.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import quote
 
@@ -49,26 +47,6 @@ CLIENT_LIMITS: tuple[Limit, ...] = wire.LIMITS
 #: Wall seconds added to every budget window, for the spread of network delay between our send
 #: and the service's count.
 MARGIN = 0.25
-
-
-def jsonable(payload: Any) -> Any:
-    """``payload`` with every Decimal as an int or a float whose text is the exact decimal.
-
-    Raises ``ValueError`` for a decimal no float writes exactly (more than 15 significant
-    digits, in practice): better refused than sent as ``19.989999...``.
-    """
-    if isinstance(payload, dict):
-        return {k: jsonable(v) for k, v in payload.items()}
-    if isinstance(payload, list):
-        return [jsonable(v) for v in payload]
-    if isinstance(payload, Decimal):
-        if payload == payload.to_integral_value() and abs(payload) < 2**53:
-            return int(payload)
-        as_float = float(payload)
-        if Decimal(repr(as_float)) != payload:
-            raise ValueError(f"{payload} cannot be written exactly as a JSON number here")
-        return as_float
-    return payload
 
 
 def _segment(value: str) -> str:
@@ -133,7 +111,7 @@ class ReplenitClient:
         """One POST of wire records (at most the endpoint's maximum); the envelope's ``data``."""
         if len(records) > wire.BATCH_MAX[kind]:
             raise ValueError(f"at most {wire.BATCH_MAX[kind]} {kind} a request")
-        body = self.http.json("POST", self._path(kind), json=jsonable(list(records)))
+        body = self.http.json("POST", self._path(kind), json=list(records))
         return body.get("data", {}) if isinstance(body, dict) else {}
 
     def upsert(self, kind: str, records: Sequence[Mapping[str, Any]]) -> int:
@@ -240,7 +218,7 @@ def send_upsert(client: ReplenitClient, kind: str, records: Sequence[Any], to_wi
     positions: list[int] = []
     for index, record in enumerate(records):
         try:
-            payload.append(jsonable(to_wire(record, context)))
+            payload.append(to_wire(record, context))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             rejected[index] = {"$": [str(exc)]}
             continue

@@ -15,9 +15,7 @@ JSON numbers are decimals here: bodies are parsed with ``parse_float=Decimal`` a
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Mapping
@@ -25,6 +23,7 @@ from typing import Any, Mapping
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from connectors.base import Limit
+from connectors.jsontext import dumps, loads  # noqa: F401 - the wire's JSON text
 
 __all__ = [
     "AUTH_HEADER",
@@ -322,35 +321,6 @@ def validate_batch(kind: str, body: Any) -> tuple[list[dict], dict[str, list[str
         return SCHEMAS[kind](many=True).load(body), {}
     except ValidationError as exc:
         return [], flatten_errors(exc.messages)
-
-
-_MARK = "\x00replenit-decimal-" + secrets.token_hex(6) + "-"
-_MARKED = re.compile(re.escape(json.dumps(_MARK)[:-1]) + r"(\d+)\"")
-
-
-def dumps(payload: Any) -> str:
-    """JSON text in which every ``Decimal`` is a number written as its exact decimal text.
-
-    ``json`` cannot print a Decimal as a number; each one goes out as a marked string first and
-    the marks are replaced by the decimal's own text (``19.99``, never ``19.989999...``).
-    """
-    decimals: list[str] = []
-
-    def default(value: Any) -> Any:
-        if isinstance(value, Decimal) and value.is_finite():
-            decimals.append(format(value, "f"))
-            return f"{_MARK}{len(decimals) - 1}"
-        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-    text = json.dumps(payload, default=default, separators=(",", ":"))
-    if not decimals:
-        return text
-    return _MARKED.sub(lambda m: decimals[int(m.group(1))], text)
-
-
-def loads(text: str | bytes) -> Any:
-    """Parse JSON with decimals kept exact (``parse_float=Decimal``)."""
-    return json.loads(text, parse_float=Decimal)
 
 
 def format_datetime(value: datetime) -> str:

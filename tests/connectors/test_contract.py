@@ -26,7 +26,6 @@ import pytest
 from connectors.http import AuthError, ConnectorError, RetryPolicy
 from tests.connectors.conftest import (
     fast_retry,
-    kit_root,
     max_in_window,
     reset_sandbox,
     sandbox_log,
@@ -37,10 +36,10 @@ from tests.connectors.conftest import (
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Service-clock seconds each connector's flat-out run covers, and the clock's speed-up.
-#: Two hours everywhere but Rejoiner, whose only window (a pinned 1 s) is exercised 600 times
-#: in ten minutes; its two hours would be 36,000 requests.
-HORIZONS = {"rekindle": 7200, "rci": 7200, "replenit": 7200, "rejoiner": 600}
-SCALES = {"rekindle": 400, "rci": 800, "replenit": 300, "rejoiner": 150}
+#: Two hours of each service's clock (Rejoiner's is 36,000 requests at the client's 5/s, the
+#: longest run: about 70 s of wall time at scale 100).
+HORIZONS = {"rekindle": 7200, "rci": 7200, "replenit": 7200, "rejoiner": 7200}
+SCALES = {"rekindle": 400, "rci": 800, "replenit": 300, "rejoiner": 100}
 #: Scales for the two-process Redis run: every window a whole number of wall seconds.
 REDIS_SCALES = {"rekindle": 30, "rci": 30, "replenit": 30, "rejoiner": 1}
 

@@ -39,7 +39,7 @@ from connectors.http import (
     parse_retry_after,
 )
 from connectors.sandbox_kit import SandboxConfig, build_sandbox, start_sandbox
-from tests.connectors.conftest import max_in_window, redis_url_or_skip, set_faults
+from tests.connectors.conftest import max_in_window, set_faults
 
 SECRET = "sk_live_" + "s3cr3t" * 4
 
@@ -138,7 +138,7 @@ def test_validation_error_groups_by_record(toy):
 
 
 def test_errors_never_carry_the_secret(toy):
-    with _client(toy.url, retry=RetryPolicy(max_attempts=1)) as client:
+    with _client(toy.url, retry=RetryPolicy(max_attempts=1)):
         wrong = HttpClient("toy", toy.url, BearerAuth(SECRET + "x"), SECRET + "x", [])
         with pytest.raises(AuthError) as caught:
             wrong.json("GET", "echo")  # the toy echoes the presented key back

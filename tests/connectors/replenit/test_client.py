@@ -12,7 +12,7 @@ import requests
 from connectors.base import ConnectionConfig
 from connectors.http import AuthError, NotFound, RateLimited, ServerError, ValidationError
 from connectors.replenit import CONNECTOR, wire
-from connectors.replenit.client import ReplenitClient, jsonable
+from connectors.replenit.client import ReplenitClient
 from connectors.replenit.sandbox import create_sandbox
 from connectors.sandbox_kit import SandboxConfig, start_sandbox
 from gateway.model import Consent, Customer, Money, Order, OrderLine, Product, Variant
@@ -140,12 +140,6 @@ def test_money_reaches_the_service_exactly(client, base):
     assert record(base, "orders", "O-2")["TotalRevenue"] == Decimal("1234")
     assert record(base, "orders", "O-3")["TotalRevenue"] == Decimal("1.005")
     assert record(base, "orders", "O-4")["TotalRevenue"] == Decimal("99999999999.99")
-
-
-def test_jsonable_refuses_inexact():
-    assert jsonable({"a": [Decimal("19.99"), Decimal("100.00")]}) == {"a": [19.99, 100]}
-    with pytest.raises(ValueError):
-        jsonable(Decimal("0.12345678901234567"))
 
 
 def test_gdpr_optin_follows_the_context(client, base):
