@@ -1,8 +1,8 @@
 """``python app.py sandbox NAME ...``: serve one connector's sandbox in the foreground.
 
-The sandbox's API key comes from ``--api-key-env`` (an environment variable name, default
-``GATEWAY_SANDBOX_KEY``); without it a random key is made and printed (a sandbox key guards
-nothing real). The sandbox module is ``connectors.<name>.sandbox``, which exposes
+The key the sandbox accepts is ``--api-key KEY`` (a sandbox key guards nothing real, so the
+command line is fine), or the environment variable named by ``--api-key-env`` (default
+``GATEWAY_SANDBOX_KEY``); with neither, a random key is made and printed. The sandbox module is ``connectors.<name>.sandbox``, which exposes
 ``create_sandbox(config)`` and ``BASE_PATH``.
 """
 
@@ -21,8 +21,9 @@ from .app import SandboxConfig
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (0: any free one)")
+    parser.add_argument("--api-key", default=None, help="the one key the sandbox accepts")
     parser.add_argument("--api-key-env", default="GATEWAY_SANDBOX_KEY",
-                        help="environment variable holding the key the sandbox accepts")
+                        help="or: environment variable holding that key")
     parser.add_argument("--site-id", default=None, help="Rejoiner site id")
     parser.add_argument("--tenant-id", default=None, help="Replenit tenant id")
     parser.add_argument("--seed-customers", type=int, default=0, help="synthetic customers")
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> tuple[SandboxConfig, bool]:
     """The config the arguments describe, and whether its key was generated here."""
-    key = os.environ.get(args.api_key_env)
+    key = args.api_key or os.environ.get(args.api_key_env)
     generated = not key
     config = SandboxConfig(
         api_key=key or f"sandbox_{secrets.token_hex(16)}",
@@ -58,7 +59,7 @@ def run(name: str, args: argparse.Namespace) -> None:
     base_path = getattr(module, "BASE_PATH", "")
     print(f"{name} sandbox on http://{args.host}:{server.server_port}{base_path}", flush=True)
     if generated:
-        print(f"api key (generated; set {args.api_key_env} to choose one): {config.api_key}",
+        print(f"api key (generated; --api-key chooses one): {config.api_key}",
               flush=True)
     try:
         server.serve_forever()
