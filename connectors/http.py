@@ -707,21 +707,47 @@ class Paginator(Protocol):
     def advance(self, response_json: Any) -> tuple[str, dict] | None: ...
 
 
+class LoopDetector:
+    """Brent's cycle detection over the sequence of next-page links, in constant memory.
+
+    Remembers one checkpoint link; the checkpoint moves to the current link whenever the number
+    of steps since it reaches a power of two. A cursor sequence that cycles meets its checkpoint
+    within about twice the cycle's length plus its lead-in, however long the walk.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._checkpoint: str | None = None
+        self._power = 1
+        self._steps = 0
+
+    def seen_again(self, link: str) -> bool:
+        """True when ``link`` equals the checkpoint (a cycle); otherwise record the step."""
+        if link == self._checkpoint:
+            return True
+        self._steps += 1
+        if self._steps == self._power:
+            self._checkpoint, self._power, self._steps = link, self._power * 2, 0
+        return False
+
+
 class JsonApiCursorPaginator:
     """JSON:API cursor pagination: follow ``links.next`` until it is absent or null.
 
-    The cursor is opaque; a ``next`` seen before raises :class:`PaginationLoop`.
+    The cursor is opaque; a cycle of ``next`` links raises :class:`PaginationLoop`.
     """
 
     def __init__(self, service: str, path: str, params: dict | None = None) -> None:
         self.service = service
         self.path = path
         self.params = dict(params or {})
-        self._seen: set[str] = set()
+        self._loops = LoopDetector()
         self.pages = 0
 
     def first(self) -> tuple[str, dict]:
-        self._seen.clear()
+        self._loops.reset()
         self.pages = 0
         return self.path, dict(self.params)
 
@@ -733,17 +759,16 @@ class JsonApiCursorPaginator:
             next_link = next_link.get("href")
         if not next_link:
             return None
-        if next_link in self._seen:
+        if self._loops.seen_again(next_link):
             raise PaginationLoop(self.service, f"links.next repeats after {self.pages} pages")
-        self._seen.add(next_link)
         return next_link, {}
 
 
 class PageNumberPaginator:
     """``?page=N`` pages of ``{count, next, previous, results}`` (Rejoiner).
 
-    Stops when ``next`` is null; raises :class:`PaginationLoop` when a ``next`` repeats or an
-    empty page still claims a next one.
+    Stops when ``next`` is null; raises :class:`PaginationLoop` when the ``next`` links cycle
+    or an empty page still claims a next one.
     """
 
     def __init__(self, service: str, path: str, params: dict | None = None, *,
@@ -754,22 +779,21 @@ class PageNumberPaginator:
         self.param = param
         self.start = start
         self.page = start
-        self._seen: set[str] = set()
+        self._loops = LoopDetector()
 
     def first(self) -> tuple[str, dict]:
         self.page = self.start
-        self._seen.clear()
+        self._loops.reset()
         return self.path, {**self.params, self.param: self.page}
 
     def advance(self, response_json: Any) -> tuple[str, dict] | None:
         if not isinstance(response_json, dict) or not response_json.get("next"):
             return None
         next_link = str(response_json["next"])
-        if next_link in self._seen:
+        if self._loops.seen_again(next_link):
             raise PaginationLoop(self.service, f"next repeats after page {self.page}")
         if not response_json.get("results"):
             raise PaginationLoop(self.service, f"empty page {self.page} claims a next page")
-        self._seen.add(next_link)
         self.page += 1
         return self.path, {**self.params, self.param: self.page}
 

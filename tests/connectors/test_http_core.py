@@ -348,3 +348,21 @@ def test_page_number_walk_and_loop_detection(toy):
         paginator.advance({"results": [1], "next": "a"})
     with pytest.raises(PaginationLoop):
         paginator.advance({"results": [], "next": "b"})
+
+
+@pytest.mark.parametrize("lead_in, cycle", [(0, 1), (0, 2), (3, 1), (5, 7), (100, 333)])
+def test_loop_detector_finds_any_cycle_in_constant_memory(lead_in, cycle):
+    from connectors.http import LoopDetector
+
+    links = [f"lead-{i}" for i in range(lead_in)] + [f"cyc-{i}" for i in range(cycle)] * 10
+    detector = LoopDetector()
+    found_at = next((i for i, link in enumerate(links) if detector.seen_again(link)), None)
+    assert found_at is not None and found_at <= 2 * (lead_in + cycle) + cycle
+    assert found_at >= lead_in + cycle  # never before the cycle has really begun
+
+
+def test_loop_detector_never_flags_distinct_links():
+    from connectors.http import LoopDetector
+
+    detector = LoopDetector()
+    assert not any(detector.seen_again(f"cursor-{i}") for i in range(20_000))
