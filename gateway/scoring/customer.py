@@ -1,0 +1,161 @@
+"""Scoring one customer, in the caller's transaction: after an order or customer write, when a
+win-back message starts, and when Rekindle answers with its own scores."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select, text, update
+
+from gateway.model import Event, utc
+from gateway.scoring.items import FIRST_STATUS_EVENTS, customer_item, planned_events
+from gateway.scoring.rules import WINBACK_STATUSES, Rules, check_status
+from gateway.scoring.sql import SqlDialect, facts_params, facts_sql
+from gateway.store.events import append_event
+from gateway.store.tables import customers
+from gateway.store.tenants import get_settings
+from gateway.store.types import UTCDateTime, utcnow
+
+_TIMES = ("first_at", "last_at", "returned_at", "old_returned_at", "status_changed_at",
+          "updated_at")
+
+
+def _lock(conn: Connection, tenant_id: str, customer_id: str) -> Any:
+    """The customer's row, locked for the rest of the transaction on PostgreSQL."""
+    return conn.execute(
+        select(customers).where(customers.c.tenant_id == tenant_id, customers.c.id == customer_id)
+        .with_for_update()
+    ).first()
+
+
+def rescore_customer(conn: Connection, tenant_id: str, customer_id: str, *,
+                     now: datetime | None = None) -> list[Event]:
+    """Recompute one customer's aggregates, typical gap, status and score from its orders (or
+    its reported aggregates), attribute a return, store them and write the events.
+
+    Call it after writing the customer's orders, in the same transaction. RFM scores, grade and
+    segments rank a customer against the whole tenant and are left to :func:`rescore_tenant`.
+    An unknown or redacted customer is not scored (``[]``). Events come only when the gateway
+    is the tenant's scoring authority; its own status and score are stored either way.
+    """
+    now = utc(now) or utcnow()
+    row = _lock(conn, tenant_id, customer_id)
+    if row is None or row.redacted_at is not None:
+        return []
+    settings = get_settings(conn, tenant_id)
+    rules = Rules.from_settings(settings)
+    query = text(facts_sql(SqlDialect(conn.dialect.name), one_customer=True)).columns(
+        **{name: UTCDateTime() for name in _TIMES})
+    facts = conn.execute(query, facts_params(tenant_id, settings.base_currency, rules, now,
+                                             customer_id)).first()
+    gateway = settings.scoring_authority == "gateway"
+    has_orders = facts.order_count is not None
+    values: dict[str, Any] = {
+        "order_count": facts.order_count,
+        "ltv_minor": int(facts.ltv_minor) if has_orders else None,
+        "ltv_currency": settings.base_currency if has_orders else None,
+        "first_order_at": facts.first_at,
+        "last_order_at": facts.last_at,
+        "typical_gap_days": facts.gap,
+        "gateway_status": facts.status,
+        "gateway_score": facts.score,
+    }
+    planned: list = []
+    if gateway:
+        values.update(status=facts.status, engagement_score=facts.score)
+        if facts.status != facts.old_status:
+            values["status_changed_at"] = now
+        if facts.returned_at is not None:
+            values["returned_at"] = facts.returned_at
+        planned = planned_events(facts, now=now, currency=settings.base_currency)
+    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+    if changed:
+        conn.execute(update(customers).where(customers.c.tenant_id == tenant_id,
+                                             customers.c.id == customer_id)
+                     .values(**changed, updated_at=now))
+    return [append_event(conn, tenant_id, type_, customer_id, item, occurred_at=now,
+                         source="gateway") for type_, item in planned]
+
+
+def record_winback(conn: Connection, tenant_id: str, customer_id: str, *,
+                   at: datetime | None = None) -> bool:
+    """Record that a win-back message to this customer starts ``at`` (default now), with the
+    customer's status at that moment; the attribution window runs from here.
+
+    Returns True when the message can be attributed: the customer is ``lapsed`` or ``lost``.
+    For any other status (``active``, ``at_risk``, not yet scored) the message is still
+    recorded, so that it replaces an older open message, but no order after it counts as a
+    return and False is returned. A later message replaces an earlier one. An unknown or
+    redacted customer records nothing (False).
+    """
+    at = utc(at) or utcnow()
+    row = _lock(conn, tenant_id, customer_id)
+    if row is None or row.redacted_at is not None:
+        return False
+    conn.execute(update(customers).where(customers.c.tenant_id == tenant_id,
+                                         customers.c.id == customer_id)
+                 .values(winback_started_at=at, winback_status=row.status))
+    return row.status in WINBACK_STATUSES
+
+
+def apply_rekindle_answer(conn: Connection, tenant_id: str, customer_id: str, *,
+                          status: str | None, engagement_score: int | None, returned: bool,
+                          at: datetime | None = None) -> list[Event]:
+    """Keep Rekindle's re-scored answer (``status``, ``engagement_score``, ``returned``).
+
+    It is always stored as ``rekindle_status`` / ``rekindle_score``. When the tenant's
+    ``scoring_authority`` is ``rekindle`` it also becomes the customer's status and score: a
+    change of status writes ``customer.status_changed`` (a first status only when not
+    ``active``), and ``returned: true`` sets ``returned_at`` and writes ``customer.returned`` -
+    once: a second ``returned: true`` within the attribution window of the first (a resent
+    update) is not another return. Under the gateway's authority nothing is emitted.
+    """
+    check_status(status)
+    at = utc(at) or utcnow()
+    row = _lock(conn, tenant_id, customer_id)
+    if row is None or row.redacted_at is not None:
+        return []
+    settings = get_settings(conn, tenant_id)
+    values: dict[str, Any] = {"rekindle_status": status, "rekindle_score": engagement_score}
+    planned: list[tuple[str, datetime | None]] = []
+    if settings.scoring_authority == "rekindle":
+        new_status = status if status is not None else row.status
+        values.update(status=new_status, engagement_score=engagement_score)
+        changed = new_status != row.status
+        if changed:
+            values["status_changed_at"] = at
+            if row.status is not None or new_status in FIRST_STATUS_EVENTS:
+                planned.append(("customer.status_changed", None))
+        window = timedelta(days=settings.attribution_window_days)
+        fresh = row.returned_at is None or row.returned_at <= at - window or (
+            row.winback_started_at is not None and row.returned_at < row.winback_started_at)
+        if returned and fresh:
+            values["returned_at"] = at
+            planned.append(("customer.returned", None))
+    conn.execute(update(customers).where(customers.c.tenant_id == tenant_id,
+                                         customers.c.id == customer_id)
+                 .values(**values, updated_at=at))
+    if not planned:
+        return []
+    after = _lock(conn, tenant_id, customer_id)
+    has_orders = after.order_count is not None
+    item = customer_item(
+        customer_id=customer_id, first_name=after.first_name, last_name=after.last_name,
+        email=after.email, phone=after.phone, status=after.status, previous_status=row.status,
+        engagement_score=after.engagement_score,
+        last_order_at=after.last_order_at if has_orders else after.reported_last_order_at,
+        ltv_minor=_effective_ltv(after, settings.base_currency), currency=settings.base_currency,
+        purchase_count=after.order_count if has_orders else after.reported_order_count,
+        returned_at=after.returned_at, updated_at=at, changed_at=after.status_changed_at)
+    return [append_event(conn, tenant_id, type_, customer_id, item, occurred_at=at,
+                         source="rekindle") for type_, _ in planned]
+
+
+def _effective_ltv(row: Any, base_currency: str) -> int | None:
+    if row.order_count is not None:
+        return row.ltv_minor
+    if row.reported_ltv_currency == base_currency:
+        return row.reported_ltv_minor
+    return None
+
