@@ -30,6 +30,19 @@ POSTGRES_HINT = (
 )
 
 
+#: The machine's PostgreSQL in CI (.ci/run starts it when it is down).
+CI_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_base_url() -> str | None:
+    """Where tests that compare with PostgreSQL find it: GATEWAY_TEST_DATABASE_URL, or in CI
+    (CI set) the machine's server even on the SQLite leg; None elsewhere (those tests skip)."""
+    url = os.environ.get("GATEWAY_TEST_DATABASE_URL", "").strip()
+    if url:
+        return url
+    return CI_POSTGRES_URL if os.environ.get("CI") else None
+
+
 def _postgres_database(base_url: str, prefix: str) -> tuple[str, callable]:
     """Create an empty database beside ``base_url``'s; returns its URL and a dropper."""
     url = make_url(base_url)

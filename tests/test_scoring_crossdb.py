@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
@@ -13,7 +12,7 @@ from gateway.model import Money
 from gateway.store import db
 from gateway.store.events import list_events
 from gateway.store.tables import customers, tenants
-from tests.conftest import POSTGRES_HINT, _postgres_database
+from tests.conftest import POSTGRES_HINT, _postgres_database, postgres_base_url
 from tests.test_scoring import DAY, NOW, SCORE_COLUMNS, add_customer, add_order
 
 TENANT = "ten_crossdb_scoring"
@@ -81,11 +80,8 @@ def test_sqlite_and_postgresql_give_the_same_results_row_by_row(tmp_path):
         "active", "at_risk", "lapsed", "lost"}
     assert any(e[0] == "customer.returned" for e in sqlite_events)
 
-    base = os.environ.get("GATEWAY_TEST_DATABASE_URL", "").strip()
+    base = postgres_base_url()
     if not base:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but GATEWAY_TEST_DATABASE_URL is not: the PostgreSQL half "
-                        "of this comparison must run in CI")
         pytest.skip(f"PostgreSQL half not run: {POSTGRES_HINT}")
     url, drop = _postgres_database(base, "gw_scoring_crossdb")
     try:
