@@ -400,3 +400,16 @@ def test_quintiles_are_ntile5_by_value_then_id(engine, make_tenant, n):
         got = (row.recency_score, row.frequency_score, row.monetary_score)
         assert got == tuple(expected[c][row.id] for c in expected), row.id
         assert row.rfm == got[0] * 100 + got[1] * 10 + got[2]
+
+
+def test_json_amount_is_exact_on_both_sides_of_the_float_fast_path():
+    from decimal import Decimal
+
+    from gateway.scoring.items import json_amount
+
+    for minor in (0, 1, 10, 420010, 1999, -5, 10**15 - 1, -(10**15 - 1)):
+        value = json_amount(minor, "USD")
+        assert Decimal(repr(value)) == Money(minor, "USD").to_decimal()
+    assert json_amount(1234567, "BHD") == 1234.567
+    assert json_amount(1500, "JPY") == 1500 and isinstance(json_amount(1500, "JPY"), int)
+    assert json_amount(10**17 + 1, "USD") == "1000000000000000.01"  # beyond a float: a string

@@ -161,3 +161,27 @@ def test_connection_credentials_round_trip(engine, runtime, tenant):
         stored = connections.get_connection(conn, runtime.vault, tenant.id, "replenit")
     assert stored.credentials == {"api_key": "k2"}
     assert "k2" not in repr(stored)
+
+
+def test_bulk_events_are_stored_as_single_ones_are(engine, tenant):
+    when = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=timezone.utc)
+    item = {"customer_id": "c1", "total_spent": 4200.1, "name": "Zoë Ünal", "returned_at": None}
+    with engine.begin() as conn:
+        single = events.append_event(conn, tenant.id, "customer.status_changed", "c1", item,
+                                     occurred_at=when, source="gateway")
+        ids = events.append_events(conn, tenant.id,
+                                   [("customer.status_changed", "c1", item),
+                                    ("customer.returned", "c2", {**item, "id": "ignored"})],
+                                   occurred_at=when, source="gateway")
+        assert events.append_events(conn, tenant.id, [], occurred_at=when, source=None) == []
+        with pytest.raises(ValueError):
+            events.append_events(conn, tenant.id, [("no.such", None, {})], occurred_at=when,
+                                 source=None)
+    with engine.connect() as conn:
+        listed = [e for _, e in events.list_events(conn, tenant.id)]
+    assert [e.id for e in listed] == [ids[1], ids[0], single.id]  # newest (last written) first
+    bulk = listed[1]
+    assert bulk.item == {**item, "id": ids[0]} and single.item == {**item, "id": single.id}
+    assert bulk.occurred_at == single.occurred_at == when
+    assert (bulk.type, bulk.subject_id, bulk.source) == (single.type, "c1", "gateway")
+    assert listed[0].item["id"] == ids[1] and listed[0].type == "customer.returned"

@@ -23,6 +23,9 @@ def iso_time(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_EXACT_BELOW = 10**15
+
+
 def json_amount(minor: int | None, currency: str) -> int | float | str | None:
     """A base-currency amount as an exact JSON number.
 
@@ -34,8 +37,13 @@ def json_amount(minor: int | None, currency: str) -> int | float | str | None:
     if minor is None:
         return None
     minor = int(minor)
-    if exponent(currency) == 0:
+    places = exponent(currency)
+    if places == 0:
         return minor
+    if -_EXACT_BELOW < minor < _EXACT_BELOW:
+        # At most 15 significant digits: int / int is the correctly rounded float, and a float
+        # of that many digits prints back as exactly that decimal.
+        return minor / 10**places
     amount = Money(minor, currency).to_decimal()
     as_float = float(amount)
     if Decimal(repr(as_float)) == amount:

@@ -48,9 +48,10 @@ from gateway.model import utc
 from gateway.scoring.items import FIRST_STATUS_EVENTS, planned_events
 from gateway.scoring.rules import Rules, rfm_cells
 from gateway.scoring.sql import SqlDialect, facts_params, facts_sql
-from gateway.store.tables import customers, events
+from gateway.store.events import append_events
+from gateway.store.tables import customers
 from gateway.store.tenants import get_settings
-from gateway.store.types import Json, UTCDateTime, new_id, utcnow
+from gateway.store.types import Json, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -214,19 +215,12 @@ def _write_events(conn: Connection, tenant_id: str, currency: str,
     )
     transitions = returns = 0
     for rows in conn.execute(query).partitions():
-        batch = []
-        for row in rows:
-            for type_, item in planned_events(row, now=now, currency=currency):
-                event_id = new_id("evt")
-                batch.append({"id": event_id, "tenant_id": tenant_id, "type": type_,
-                              "subject_id": row.customer_id, "item": {"id": event_id, **item},
-                              "occurred_at": now, "source": "gateway"})
-                if type_ == "customer.returned":
-                    returns += 1
-                else:
-                    transitions += 1
-        if batch:
-            conn.execute(events.insert(), batch)
+        planned = [(type_, row.customer_id, item) for row in rows
+                   for type_, item in planned_events(row, now=now, currency=currency)]
+        append_events(conn, tenant_id, planned, occurred_at=now, source="gateway")
+        chunk_returns = sum(1 for type_, _, _ in planned if type_ == "customer.returned")
+        returns += chunk_returns
+        transitions += len(planned) - chunk_returns
     return transitions, returns
 
 

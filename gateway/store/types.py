@@ -42,16 +42,16 @@ class UTCDateTime(TypeDecorator):
 
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)  # every 10-bit value as 2 chars
+_SHIFTS = tuple(range(120, -1, -10))  # 13 pairs: 130 bits, the top two always zero
 
 
 def new_id(prefix: str) -> str:
-    """A unique id that sorts by creation time: ``prefix_`` + 10 time chars + 16 random chars."""
+    """A unique id that sorts by creation time: ``prefix_`` + 26 base32 characters of
+    (milliseconds since 1970 << 80 | 80 random bits). Bulk writers make millions of these, so
+    the encoding is two characters per table lookup."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(secrets.token_bytes(10), "big")
-    chars = []
-    for _ in range(26):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return f"{prefix}_{''.join(reversed(chars))}"
+    return f"{prefix}_{''.join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])}"
 
 
 def utcnow() -> datetime:
