@@ -38,6 +38,7 @@ from connectors import jsontext
 from connectors.base import Limit
 
 __all__ = [
+    "UsesHttp",
     "AuthError",
     "BearerAuth",
     "ConnectorError",
@@ -694,6 +695,22 @@ def _cause_name(exc: BaseException) -> str:
     if isinstance(reason, BaseException):
         return type(reason).__name__
     return type(seen).__name__
+
+
+class UsesHttp:
+    """For a service client that owns an :class:`HttpClient` as ``self.http``: closing it, and
+    ``with`` support."""
+
+    http: HttpClient
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self):  # noqa: ANN204 - returns the concrete client
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------------- pagination

@@ -34,6 +34,7 @@ from connectors.http import (
     JsonApiCursorPaginator,
     NotFound,
     RetryPolicy,
+    UsesHttp,
     paginate,
 )
 from gateway.model import Customer
@@ -90,7 +91,7 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-class RciClient:
+class RciClient(UsesHttp):
     """A client for one RCI account (``config.credentials["api_token"]``)."""
 
     service = SERVICE
@@ -167,15 +168,6 @@ class RciClient:
             return CheckResult(False, "404 without a JSON:API error: is the base URL the API's "
                                       "(…/api/v1)?")
         return CheckResult(True, "the API token works")
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "RciClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RciClient({self.base_url})"

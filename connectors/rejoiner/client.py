@@ -27,6 +27,7 @@ from connectors.http import (
     HttpClient,
     NotFound,
     RetryPolicy,
+    UsesHttp,
     ValidationError,
 )
 from connectors.rejoiner import mapping
@@ -73,7 +74,7 @@ def _drf_field_errors(body: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
-class RejoinerClient:
+class RejoinerClient(UsesHttp):
     """Rejoiner for one site and key. ``config.options``: ``site_id`` (required), ``currency``."""
 
     def __init__(self, config: ConnectionConfig, *, retry: RetryPolicy | None = None,
@@ -196,15 +197,6 @@ class RejoinerClient:
     def opt_in(self, record: Customer | str,
                info: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return self._call("POST", "customer/opt_in/", mapping.opt_in_body(record, info))
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "RejoinerClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RejoinerClient(site={self.site_id!r}, {self.http.base_url})"

@@ -33,6 +33,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping
 
+from connectors.rejoiner.wire import as_string
 from gateway.model import (
     Address,
     Cart,
@@ -46,8 +47,6 @@ from gateway.model import (
     normalise_email,
     normalise_phone,
 )
-
-from connectors.rejoiner.wire import as_string
 
 SERVICE = "rejoiner"
 GW_PREFIX = "gw:"

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from gateway.model import Customer
-
 from connectors.base import ConnectorSpec, Operation, WriteResult
 from connectors.http import ValidationError
+from gateway.model import Customer
 
 from .client import DEFAULT_BASE_URL, LIMITS, RekindleClient, make_client
 from .mapping import MappingError

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from gateway.model import Customer, normalise_currency
-
 from connectors.base import CheckResult, ConnectionConfig, Limit
 from connectors.http import (
     AuthError,
@@ -27,8 +25,10 @@ from connectors.http import (
     HttpClient,
     NotFound,
     RetryPolicy,
+    UsesHttp,
     ValidationError,
 )
+from gateway.model import Customer, normalise_currency
 
 from . import mapping, wire
 
@@ -46,7 +46,7 @@ _UPDATED = wire.UpdateCustomerResponse()
 _REQUEST = wire.UpdateCustomerRequest()
 
 
-class RekindleClient:
+class RekindleClient(UsesHttp):
     """Rekindle's Zapier API for one connection (``credentials["api_key"]``,
     ``options["currency"]``, default USD)."""
 
@@ -161,15 +161,6 @@ class RekindleClient:
         body = mapping.customer_to_wire(customer, currency)
         answer = self.update_customer_wire(body)
         return mapping.updated_from_wire(answer, currency)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "RekindleClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RekindleClient({self.http.base_url}, {self.currency})"

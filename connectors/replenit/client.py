@@ -36,6 +36,7 @@ from connectors.http import (
     HttpClient,
     NotFound,
     RetryPolicy,
+    UsesHttp,
     ValidationError,
 )
 
@@ -72,7 +73,7 @@ def _offset(error: ValidationError, offset: int) -> ValidationError:
     return moved
 
 
-class ReplenitClient:
+class ReplenitClient(UsesHttp):
     """A client for one Replenit tenant (``options["tenant_id"]``, ``credentials["api_key"]``)."""
 
     service = SERVICE
@@ -183,15 +184,6 @@ class ReplenitClient:
         except ConnectorError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(True, "the API key works for this tenant")
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "ReplenitClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ReplenitClient({self.base_url})"
