@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_mapping import canonical_customers, canonical_orders  # noqa: E402
+
 from connectors import rejoiner, rekindle, replenit  # noqa: E402
 from connectors.base import ConnectionConfig, Operation  # noqa: E402
 from connectors.rci.client import RciClient  # noqa: E402

@@ -146,7 +146,7 @@ def cycled(items: Sequence[Any], n: int) -> list[Any]:
 
 
 def best_rate(run: Callable[[], int], repeats: int) -> tuple[float, int]:
-    """(best records/s, records per run) over ``repeats`` runs of ``run`` (which returns a count)."""
+    """(best records/s, records per run) over ``repeats`` runs of ``run`` (returning a count)."""
     best = float("inf")
     count = 0
     for _ in range(repeats):
@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
 
     print(f"mapping throughput: python {platform.python_version()}, {os.cpu_count()} cores "
-          f"(one used), best of {args.repeats}, {args.distinct} distinct inputs cycled; load average "
-          f"{os.getloadavg()[0]:.2f} at start")
+          f"(one used), best of {args.repeats}, {args.distinct} distinct inputs cycled; "
+          f"load average {os.getloadavg()[0]:.2f} at start")
     print(f"{'workload':<48} {'records':>9} {'records/s':>11}  target")
     failed = []
     for name, run, target in workloads:

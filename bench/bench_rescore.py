@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, text  # noqa: E402 - after the path insert
+from sqlalchemy.engine import make_url  # noqa: E402
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SPAN_DAYS = 3 * 365

@@ -126,7 +126,8 @@ def get(name: str) -> ConnectorSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown connector {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+        raise KeyError(
+            f"unknown connector {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def all_connectors() -> list[ConnectorSpec]:

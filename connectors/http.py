@@ -391,9 +391,10 @@ class RateBudget:
     seconds in ``limits``' storage (``storage_uri``: None -> ``GATEWAY_REDIS_URL`` if set, else
     ``memory://``); every budget on the same storage and credential shares the windows, so two
     processes on one Redis stay within the limit together. ``margin`` (wall seconds; default
-    the smaller of 50 ms and a quarter of the window) widens every window to absorb the spread of network delay between us and the service's
-    counter. Redis keeps whole seconds only: there ``seconds / time_scale`` must be whole (a
-    ``ValueError`` says so otherwise) and a margin is rounded up to a whole second.
+    the smaller of 50 ms and a quarter of the window) widens every window to absorb the spread
+    of network delay between us and the service's counter. Redis keeps whole seconds only:
+    there ``seconds / time_scale`` must be whole (a ``ValueError`` says so otherwise) and a
+    margin is rounded up to a whole second.
 
     The keys start with ``key_prefix`` (default ``GATEWAY_RATE_KEY_PREFIX`` or ``gateway``) and
     hold :func:`credential_hash`, never the credential. After a 429,

@@ -36,7 +36,7 @@ class Runtime:
         settings = settings or Settings.from_env()
         runtime = cls(settings=settings, engine=db.open_engine(settings, migrate=migrate))
         if settings.embedded:
-            runtime.vault  # create the key file now, and say so once, not on first use
+            _ = runtime.vault  # create the key file now, and say so once, not on first use
         return runtime
 
     @cached_property

@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping
 
-from marshmallow import INCLUDE, Schema, ValidationError, fields as mf, validate, validates_schema
+from marshmallow import INCLUDE, Schema, ValidationError, validate, validates_schema
+from marshmallow import fields as mf
 
 from gateway.money import ISO_4217
 

@@ -38,7 +38,8 @@ def test_me_refuses_missing_malformed_and_unknown_keys(client, headers):
 
 def test_wrong_secret_with_a_real_prefix_is_refused(client, tenant):
     forged = tenant.key[:-4] + ("AAAA" if not tenant.key.endswith("AAAA") else "BBBB")
-    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
 
 
 def test_revoked_key_is_refused(client, engine, tenant):

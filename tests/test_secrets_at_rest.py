@@ -21,7 +21,8 @@ def test_no_secret_in_the_database_file(tmp_path):
     try:
         with rt.engine.begin() as conn:
             tenant = tenants.create_tenant(conn, "Canary shop")
-            made = [keys.create_key(conn, tenant.id, scope).api_key for scope in ("admin", "zapier")]
+            made = [keys.create_key(conn, tenant.id, scope).api_key
+                    for scope in ("admin", "zapier")]
             for connector, secret in KNOWN_CREDENTIALS.items():
                 connections.save_connection(conn, rt.vault, tenant.id, connector,
                                             "https://example.test", secret,

@@ -25,9 +25,9 @@ every failure a 401 with ``WWW-Authenticate: Rejoiner``:
 - any key but the configured one: ``{"detail": "Invalid token."}``
 
 Site id: the sandbox serves exactly ``SandboxConfig.site_id`` (``site_sandbox`` when none is
-given, e.g. ``python app.py sandbox rejoiner`` without ``--site-id``). A request with the right key for
-any other site id answers 404 ``{"detail": "Not found."}`` (the key is checked first, so a wrong
-key is a 401 whatever the site).
+given, e.g. ``python app.py sandbox rejoiner`` without ``--site-id``). A request with the right
+key for any other site id answers 404 ``{"detail": "Not found."}`` (the key is checked first,
+so a wrong key is a 401 whatever the site).
 
 Errors: 400 bodies are DRF's field errors, ``{"field": ["message"]}`` (``non_field_errors`` for
 the body as a whole; nested cart items as a list with one entry per item, ``{}`` for a valid
@@ -63,7 +63,8 @@ Semantics:
 - ``PUT`` needs ``email`` (as documented); a field left out keeps its value; ``tags`` and
   ``metadata`` when sent replace the whole array / object. Read-only profile fields (``id``
   and the consent fields) are ignored when sent, as DRF ignores read-only fields, so a profile
-  read back can be written back whole. ``gender`` also takes ``""`` (unset, as answered). ``null`` for a string stores ``""``.
+  read back can be written back whole. ``gender`` also takes ``""`` (unset, as answered).
+  ``null`` for a string stores ``""``.
 - Datetimes are UTC without an offset (``2018-05-25T05:35:31.803626``), as in the reference.
 - The reference documents no list endpoint, so there is no pagination here (NOTES' envelope
   ``{count, next, previous, results}`` has nothing to apply to).

@@ -2,8 +2,8 @@
 
 The key the sandbox accepts is ``--api-key KEY`` (a sandbox key guards nothing real, so the
 command line is fine), or the environment variable named by ``--api-key-env`` (default
-``GATEWAY_SANDBOX_KEY``); with neither, a random key is made and printed. The sandbox module is ``connectors.<name>.sandbox``, which exposes
-``create_sandbox(config)`` and ``BASE_PATH``.
+``GATEWAY_SANDBOX_KEY``); with neither, a random key is made and printed. The sandbox module
+is ``connectors.<name>.sandbox``, which exposes ``create_sandbox(config)`` and ``BASE_PATH``.
 """
 
 from __future__ import annotations

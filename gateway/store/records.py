@@ -318,12 +318,12 @@ def get_order(conn: Connection, tenant_id: str, external_id: str) -> Order | Non
         cancelled=row.cancelled,
         source=row.source,
         lines=[OrderLine(
-            product_id=l.product_id, sku=l.sku, name=l.name, quantity=l.quantity,
-            unit_price=Money(l.unit_price_minor, currency),
-            original_price=Money(l.original_price_minor, currency)
-            if l.original_price_minor is not None else None,
-            size=l.size, colour=l.colour, brand=l.brand, gift=l.gift,
-        ) for l in lines],
+            product_id=line.product_id, sku=line.sku, name=line.name, quantity=line.quantity,
+            unit_price=Money(line.unit_price_minor, currency),
+            original_price=Money(line.original_price_minor, currency)
+            if line.original_price_minor is not None else None,
+            size=line.size, colour=line.colour, brand=line.brand, gift=line.gift,
+        ) for line in lines],
     )
 
 

@@ -34,7 +34,8 @@ def create_tenant(conn: Connection, name: str) -> Tenant:
 
 
 def get_tenant(conn: Connection, tenant_id: str) -> Tenant:
-    row = conn.execute(select(tenants.c.id, tenants.c.name).where(tenants.c.id == tenant_id)).first()
+    row = conn.execute(select(tenants.c.id, tenants.c.name)
+                       .where(tenants.c.id == tenant_id)).first()
     if row is None:
         raise UnknownTenant(f"no tenant {tenant_id!r}")
     return Tenant(id=row.id, name=row.name)

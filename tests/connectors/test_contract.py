@@ -6,7 +6,8 @@ connector's sandbox on 127.0.0.1 and talks to it over real HTTP.
 The rate-limit contract: a client whose ``time_scale`` matches the sandbox's ``rate_scale`` runs
 flat out for :data:`HORIZONS` seconds of the service's clock; the sandbox logs the service-clock
 arrival time of every request (``GET /_sandbox/requests-log``), and no window of any documented
-limit, at any position, may hold more than the limit (docs/connector-kit.md, "Decisions made while building the kit").
+limit, at any position, may hold more than the limit (docs/connector-kit.md, "Decisions made
+while building the kit").
 """
 
 from __future__ import annotations

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
+import connectors.rejoiner as package
 from connectors.base import ConnectionConfig, WriteResult
 from connectors.rejoiner import CONNECTOR, RejoinerClient
 from connectors.sandbox_kit import SandboxConfig
 from gateway.model import Cart, CartItem, Customer, Money
-
-import connectors.rejoiner as package
 
 API_KEY = "rj_contract_0123456789abcdef"
 SITE_ID = "site_contract_1"

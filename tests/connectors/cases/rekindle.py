@@ -7,14 +7,12 @@ from typing import Any, Iterator
 
 import requests
 
+import connectors.rekindle as package
 from connectors.base import ConnectionConfig, WriteResult
-from connectors.rekindle import CONNECTOR, RekindleClient
-from connectors.rekindle import wire
+from connectors.rekindle import CONNECTOR, RekindleClient, wire
 from connectors.rekindle.sandbox import BASE_PATH
 from connectors.sandbox_kit import SandboxConfig
 from gateway.model import Customer, Money
-
-import connectors.rekindle as package
 
 API_KEY = "rk_live_contract_0123456789abcdef"
 

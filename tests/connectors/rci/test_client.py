@@ -43,7 +43,7 @@ def test_spec_is_declared_as_data():
     assert CONNECTOR.name == "rci" and CONNECTOR.operations == {} and not CONNECTOR.writes
     assert CONNECTOR.reads == {"customers"}
     assert CONNECTOR.default_base_url.endswith(".com/api/v1")
-    assert [(l.requests, l.seconds) for l in CONNECTOR.limits] == [(60, 60)]
+    assert [(limit.requests, limit.seconds) for limit in CONNECTOR.limits] == [(60, 60)]
     assert CONNECTOR.credential_fields == ("api_token",)
 
 

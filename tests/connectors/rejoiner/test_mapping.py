@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 
 from connectors.rejoiner import mapping, wire
 from gateway.model import (
-    Address, Cart, CartItem, Consent, Customer, Money, MoneyError, Order, OrderLine)
+    Address,
+    Cart,
+    CartItem,
+    Consent,
+    Customer,
+    Money,
+    MoneyError,
+    Order,
+    OrderLine,
+)
 
 FIXTURES = Path(__file__).resolve().parents[3] / "connectors" / "rejoiner" / "fixtures"
 UTC = timezone.utc

@@ -251,8 +251,9 @@ def test_seeding_is_deterministic_and_realistic(make_sandbox):
 
 
 def _synthetic_email(index: int) -> str:
-    from connectors.sandbox_kit import synthetic_customers
     from datetime import datetime, timezone
+
+    from connectors.sandbox_kit import synthetic_customers
     people = list(synthetic_customers(index + 1, now=datetime.now(timezone.utc)))
     return people[index].email
 

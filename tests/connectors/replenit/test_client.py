@@ -18,6 +18,7 @@ from connectors.sandbox_kit import SandboxConfig, start_sandbox
 from gateway.model import Consent, Customer, Money, Order, OrderLine, Product, Variant
 
 from .conftest import TENANT, fast_retry
+
 CONTEXT = {"consent_basis": "consent"}
 
 

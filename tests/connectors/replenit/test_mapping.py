@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from connectors.replenit import mapping, wire
 from gateway.model import (
-    Address, Consent, Customer, Money, MoneyError, Order, OrderLine, Product, Variant,
+    Address,
+    Consent,
+    Customer,
+    Money,
+    MoneyError,
+    Order,
+    OrderLine,
+    Product,
+    Variant,
 )
 
 from .test_wire import fixture

@@ -88,7 +88,7 @@ def test_dumps_writes_decimals_exactly():
 
 
 def test_datetime_text():
-    from datetime import datetime, timezone, timedelta
+    from datetime import datetime, timedelta, timezone
 
     dt = datetime(2025, 8, 22, 23, 0, tzinfo=timezone(timedelta(hours=2)))
     assert wire.format_datetime(dt) == "2025-08-22T21:00:00Z"

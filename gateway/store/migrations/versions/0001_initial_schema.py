@@ -1,13 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22
 """
-from alembic import op
 import sqlalchemy as sa
-import gateway.store.types
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import gateway.store.types
 
 revision = '0001'
 down_revision = None
