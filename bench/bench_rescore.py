@@ -27,6 +27,7 @@ import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -219,7 +220,8 @@ def main() -> None:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
             admin.dispose()
     else:
-        url = args.database_url or f"sqlite:////tmp/bench_rescore_{n}.db"
+        default = Path(tempfile.gettempdir()) / f"bench_rescore_{n}.db"
+        url = args.database_url or f"sqlite:///{default}"
         path = make_url(url).database
         if not args.reuse:
             for suffix in ("", "-wal", "-shm"):
