@@ -128,7 +128,7 @@ def cmd_rescore(args: argparse.Namespace) -> None:
     with rt.engine.connect() as conn:
         tenants.get_tenant(conn, args.tenant)
     result = scoring.rescore_tenant(rt.engine, args.tenant)
-    _print(result.as_dict() if hasattr(result, "as_dict") else result)
+    _print(result.as_dict())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,12 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox = sub.add_parser("sandbox", help="run a service's sandbox on 127.0.0.1")
     sandbox.add_argument("name", choices=["rekindle", "rejoiner", "rci", "replenit"])
-    try:
-        from connectors.sandbox_kit import cli as sandbox_cli
-    except ImportError:  # pragma: no cover - the kit ships with the gateway
-        sandbox_cli = None
-    if sandbox_cli is not None:
-        sandbox_cli.add_arguments(sandbox)
+    from connectors.sandbox_kit import cli as sandbox_cli
+
+    sandbox_cli.add_arguments(sandbox)
     sandbox.set_defaults(func=cmd_sandbox)
 
     rescore = sub.add_parser("rescore", help="re-score a tenant's customers now")

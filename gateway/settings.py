@@ -7,7 +7,7 @@ Tenant-level settings (currency, thresholds, ...) are not here: they live in the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -48,7 +48,6 @@ class Settings:
     max_attempts: int = 12
     batch_linger_seconds: float = 1.5
     tick_seconds: float = 5.0
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:

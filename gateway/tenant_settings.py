@@ -7,7 +7,7 @@ so a later release can improve a default for every tenant that did not choose ot
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 from marshmallow import INCLUDE, Schema, ValidationError, validate, validates_schema
@@ -31,11 +31,8 @@ class TenantSettings:
     scoring_authority: str = "gateway"  # "gateway" or "rekindle"
     api_rate_limit_per_minute: int = 120
     allow_private_targets: bool = False
-    pull_interval_minutes: Mapping[str, int] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.pull_interval_minutes is None:
-            object.__setattr__(self, "pull_interval_minutes", dict(DEFAULT_PULL_INTERVALS))
+    pull_interval_minutes: Mapping[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PULL_INTERVALS))
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v)

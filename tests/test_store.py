@@ -126,6 +126,12 @@ def test_tenant_isolation(engine, runtime, make_tenant):
                                                                     first_name="B"))
         assert created and bid != cid
         assert records.get_customer(conn, a.id, cid).first_name is None
+        # Naming A's customer id from B changes nothing of A's and is not B's customer either.
+        other, created = records.upsert_customer(
+            conn, b.id, Customer(id=cid, email="b-only@example.com", first_name="Intruder"))
+        assert created and other != cid
+        assert records.get_customer(conn, a.id, cid).first_name is None
+        assert records.get_customer(conn, b.id, cid) is None
 
 
 def test_events_are_newest_first_with_their_item(engine, tenant):

@@ -35,10 +35,12 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Alembic's config for our migrations; ``env.py`` runs them on ``engine``."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["engine"] = engine
+    if engine is not None:
+        config.attributes["engine"] = engine
     return config
 
 
@@ -53,7 +55,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config(create_engine("sqlite://"))).get_current_head()
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def open_engine(settings: Settings, *, migrate: bool | None = None) -> Engine:

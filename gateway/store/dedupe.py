@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Iterable
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, select
 
 from gateway.store.tables import dedupe_keys
 from gateway.store.types import utcnow
@@ -24,8 +24,8 @@ def unseen(conn: Connection, tenant_id: str, scope: str, keys: Iterable[str]) ->
     seen from now on). On a scope's first use nothing is returned: the first poll seeds."""
     keys = list(dict.fromkeys(keys))
     table = dedupe_keys
-    first = conn.execute(select(func.count()).select_from(table).where(
-        table.c.tenant_id == tenant_id, table.c.scope == scope)).scalar_one() == 0
+    first = conn.execute(select(table.c.key).where(
+        table.c.tenant_id == tenant_id, table.c.scope == scope).limit(1)).first() is None
     known = set()
     if keys:
         known = set(conn.execute(select(table.c.key).where(
@@ -37,12 +37,12 @@ def unseen(conn: Connection, tenant_id: str, scope: str, keys: Iterable[str]) ->
         stmt = insert_for(conn, table).values(
             [{"tenant_id": tenant_id, "scope": scope, "key": k, "seen_at": now} for k in new])
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "scope", "key"]))
+        prune(conn, tenant_id, scope)  # the scope only grows when keys are added
     elif first:
         # An empty first poll still seeds the scope, so the next one emits.
         stmt = insert_for(conn, table).values(tenant_id=tenant_id, scope=scope, key="",
                                               seen_at=now)
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "scope", "key"]))
-    prune(conn, tenant_id, scope)
     return [] if first else new
 
 

@@ -23,16 +23,15 @@ def append_event(conn: Connection, tenant_id: str, type: str, subject_id: str | 
                  item: Mapping[str, Any], *, occurred_at: datetime | None = None,
                  source: str | None = None) -> Event:
     """Write one event in the caller's transaction; the item gets the event's id as ``id``."""
-    if type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}")
-    event_id = new_id("evt")
     when = occurred_at or utcnow()
-    stored = {"id": event_id, **{k: v for k, v in item.items() if k != "id"}}
-    conn.execute(events.insert().values(id=event_id, tenant_id=tenant_id, type=type,
-                                        subject_id=subject_id, item=stored, occurred_at=when,
-                                        source=source))
+    [event_id] = append_events(conn, tenant_id, [(type, subject_id, item)], occurred_at=when,
+                               source=source)
     return Event(id=event_id, tenant_id=tenant_id, type=type, subject_id=subject_id,
-                 occurred_at=when, source=source, item=stored)
+                 occurred_at=when, source=source, item=_stored_item(event_id, item))
+
+
+def _stored_item(event_id: str, item: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": event_id, **{k: v for k, v in item.items() if k != "id"}}
 
 
 def append_events(conn: Connection, tenant_id: str,
@@ -42,8 +41,8 @@ def append_events(conn: Connection, tenant_id: str,
 
     ``planned`` holds ``(type, subject_id, item)``; each item gets its event's id as ``id``.
     Returns the ids in order. PostgreSQL takes the rows by ``COPY``; SQLite by the driver's
-    ``executemany``, with the values encoded by the columns' own SQLAlchemy types, so what is
-    stored is exactly what :func:`append_event` would store.
+    ``executemany``, with the values encoded by the columns' own SQLAlchemy types (so they read
+    back through the table as any row does). :func:`append_event` writes through here too.
     """
     dialect = conn.dialect
     postgres = dialect.name == "postgresql"
@@ -59,7 +58,7 @@ def append_events(conn: Connection, tenant_id: str,
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
         event_id = new_id("evt")
-        stored = encode({"id": event_id, **{k: v for k, v in item.items() if k != "id"}})
+        stored = encode(_stored_item(event_id, item))
         rows.append((event_id, tenant_id, type_, subject_id, stored, when, source))
         ids.append(event_id)
     if not rows:

@@ -123,21 +123,26 @@ def customer_from_row(row: Any, external_ids: dict[str, str] | None = None) -> C
     )
 
 
-def _external_ids(conn: Connection, tenant_id: str, customer_id: str) -> dict[str, str]:
-    rows = conn.execute(
-        select(customer_external_ids.c.service, customer_external_ids.c.external_id).where(
+def _external_ids_of(conn: Connection, tenant_id: str,
+                     customer_ids: list[str]) -> dict[str, dict[str, str]]:
+    """Each customer's external ids by service, for a page of customers in one query."""
+    found: dict[str, dict[str, str]] = {cid: {} for cid in customer_ids}
+    if customer_ids:
+        rows = conn.execute(select(customer_external_ids).where(
             customer_external_ids.c.tenant_id == tenant_id,
-            customer_external_ids.c.customer_id == customer_id,
-        )
-    )
-    return {row.service: row.external_id for row in rows}
+            customer_external_ids.c.customer_id.in_(customer_ids)))
+        for row in rows:
+            found[row.customer_id][row.service] = row.external_id
+    return found
 
 
 def get_customer(conn: Connection, tenant_id: str, customer_id: str) -> Customer | None:
     row = conn.execute(
         select(customers).where(customers.c.tenant_id == tenant_id, customers.c.id == customer_id)
     ).first()
-    return customer_from_row(row, _external_ids(conn, tenant_id, row.id)) if row else None
+    if row is None:
+        return None
+    return customer_from_row(row, _external_ids_of(conn, tenant_id, [row.id])[row.id])
 
 
 def customer_id_for(conn: Connection, tenant_id: str, *, email: str | None = None,
@@ -186,7 +191,10 @@ def upsert_customer(conn: Connection, tenant_id: str, customer: Customer,
     values = _customer_values(customer)
     now = utcnow()
     email = values.get("email")
-    existing = customer.id if customer.id else None
+    existing = None
+    if customer.id:  # only an id of this tenant's: any other is not a customer here
+        existing = conn.execute(select(customers.c.id).where(
+            customers.c.tenant_id == tenant_id, customers.c.id == customer.id)).scalar()
     if existing is None and not email:
         for service, external_id in customer.external_ids.items():
             existing = customer_id_for(conn, tenant_id, service=service, external_id=external_id)
@@ -224,7 +232,8 @@ def list_customers(conn: Connection, tenant_id: str, *, limit: int = 100,
     if after_id:
         stmt = stmt.where(customers.c.id > after_id)
     rows = conn.execute(stmt.order_by(customers.c.id).limit(limit)).all()
-    return [customer_from_row(row, _external_ids(conn, tenant_id, row.id)) for row in rows]
+    external = _external_ids_of(conn, tenant_id, [row.id for row in rows])
+    return [customer_from_row(row, external[row.id]) for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------
