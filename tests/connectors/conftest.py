@@ -32,10 +32,10 @@ def load_case(name: str) -> Any:
     return module.CASE
 
 
-def fast_retry(attempts: int = 8) -> RetryPolicy:
+def fast_retry(attempts: int = 8, max_elapsed: float = 30.0) -> RetryPolicy:
     """A retry policy that waits milliseconds, not seconds (Retry-After still wins)."""
     return RetryPolicy(max_attempts=attempts, backoff_base=0.01, backoff_cap=0.05,
-                       max_elapsed=30.0)
+                       max_elapsed=max_elapsed)
 
 
 def max_in_window(timestamps: Sequence[float], seconds: float) -> int:
@@ -78,34 +78,35 @@ def case(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def start_case_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
-    """``start(case, **config_overrides)``: the case's sandbox served on 127.0.0.1."""
-    running: list[RunningSandbox] = []
+def closing() -> Iterator[Callable[[Any], Any]]:
+    """Register what to shut at teardown, newest first: ``client = closing(make_client(...))``.
+    Anything with ``close()`` (clients) or else ``stop()`` (running sandboxes)."""
+    things: list[Any] = []
 
-    def start(case: Any, **overrides: Any) -> RunningSandbox:
-        module = importlib.import_module(f"connectors.{case.name}.sandbox")
-        app = module.create_sandbox(case.sandbox_config(**overrides))
-        sandbox = start_sandbox(app)
-        running.append(sandbox)
-        return sandbox
+    def register(thing: Any) -> Any:
+        things.append(thing)
+        return thing
 
-    yield start
-    for sandbox in running:
-        sandbox.stop()
+    yield register
+    for thing in reversed(things):
+        (getattr(thing, "close", None) or thing.stop)()
 
 
 @pytest.fixture
-def closing() -> Iterator[Callable[[Any], Any]]:
-    """Register clients to close at teardown: ``client = closing(case.make_client(...))``."""
-    clients: list[Any] = []
+def serve(closing) -> Callable[[Any], RunningSandbox]:
+    """``serve(app)``: a sandbox app served on 127.0.0.1, stopped at teardown."""
+    return lambda app: closing(start_sandbox(app))
 
-    def register(client: Any) -> Any:
-        clients.append(client)
-        return client
 
-    yield register
-    for client in clients:
-        client.close()
+@pytest.fixture
+def start_case_sandbox(serve) -> Callable[..., RunningSandbox]:
+    """``start(case, **config_overrides)``: the case's sandbox served on 127.0.0.1."""
+
+    def start(case: Any, **overrides: Any) -> RunningSandbox:
+        module = importlib.import_module(f"connectors.{case.name}.sandbox")
+        return serve(module.create_sandbox(case.sandbox_config(**overrides)))
+
+    return start
 
 
 def redis_url_or_skip(db: int = 14) -> str:

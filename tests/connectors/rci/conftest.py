@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
 
 import pytest
 
 from connectors.rci.sandbox import BASE_PATH, create_sandbox
-from connectors.sandbox_kit import RunningSandbox, SandboxConfig, start_sandbox
+from connectors.sandbox_kit import RunningSandbox, SandboxConfig
 
 _keys = itertools.count()
 
@@ -20,12 +19,8 @@ def api_key() -> str:
 
 
 @pytest.fixture
-def sandbox(api_key) -> Iterator[RunningSandbox]:
-    running = start_sandbox(create_sandbox(SandboxConfig(api_key=api_key, seed_customers=0)))
-    try:
-        yield running
-    finally:
-        running.stop()
+def sandbox(api_key, serve) -> RunningSandbox:
+    return serve(create_sandbox(SandboxConfig(api_key=api_key, seed_customers=0)))
 
 
 @pytest.fixture

@@ -2,40 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import requests
 
 from connectors.base import ConnectionConfig
-from connectors.http import RetryPolicy
 from connectors.rejoiner import CONNECTOR, RejoinerClient
 from connectors.rejoiner.sandbox import base_path, create_sandbox
-from connectors.sandbox_kit import RunningSandbox, SandboxConfig, start_sandbox
+from connectors.sandbox_kit import RunningSandbox, SandboxConfig
+from tests.connectors.conftest import fast_retry
 
 API_KEY = "rj_test_5ecret_key_0123456789"
 SITE_ID = "site_42"
 SCALE = 20.0  # the sandbox clock runs 20x; the client keeps in step (100 requests a second)
 
 
-def fast_retry() -> RetryPolicy:
-    return RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_cap=0.05, max_elapsed=10)
-
-
 @pytest.fixture
-def start() -> Iterator[Callable[..., RunningSandbox]]:
-    running: list[RunningSandbox] = []
-
+def start(serve) -> Callable[..., RunningSandbox]:
     def _start(**overrides: Any) -> RunningSandbox:
-        config = SandboxConfig(**{"api_key": API_KEY, "site_id": SITE_ID, "rate_scale": SCALE,
-                                  **overrides})
-        sandbox = start_sandbox(create_sandbox(config))
-        running.append(sandbox)
-        return sandbox
+        return serve(create_sandbox(SandboxConfig(
+            **{"api_key": API_KEY, "site_id": SITE_ID, "rate_scale": SCALE, **overrides})))
 
-    yield _start
-    for sandbox in running:
-        sandbox.stop()
+    return _start
 
 
 @pytest.fixture
@@ -44,22 +33,16 @@ def sandbox(start) -> RunningSandbox:
 
 
 @pytest.fixture
-def make_client() -> Iterator[Callable[..., RejoinerClient]]:
-    clients: list[RejoinerClient] = []
-
+def make_client(closing) -> Callable[..., RejoinerClient]:
     def _make(url: str, *, api_key: str = API_KEY, site_id: str = SITE_ID,
               **kwargs: Any) -> RejoinerClient:
-        kwargs.setdefault("retry", fast_retry())
+        kwargs.setdefault("retry", fast_retry(4, max_elapsed=10))
         kwargs.setdefault("time_scale", SCALE)
         config = ConnectionConfig(base_url=url, credentials={"api_key": api_key},
                                   options={"site_id": site_id, "currency": "USD"})
-        client = CONNECTOR.make_client(config, **kwargs)
-        clients.append(client)
-        return client
+        return closing(CONNECTOR.make_client(config, **kwargs))
 
-    yield _make
-    for client in clients:
-        client.close()
+    return _make
 
 
 @pytest.fixture

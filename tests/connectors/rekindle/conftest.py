@@ -5,22 +5,22 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import pytest
 import requests
 
 from connectors.base import ConnectionConfig
-from connectors.http import RetryPolicy
 from connectors.rekindle import RekindleClient
 from connectors.rekindle.sandbox import BASE_PATH, create_sandbox
 from connectors.sandbox_kit import SandboxClock, SandboxConfig, start_sandbox
+from tests.connectors.conftest import fast_retry
 
 API_KEY = "rk_live_test_5f2a9c0d1e"
 FIXTURES = Path(__file__).resolve().parents[3] / "connectors" / "rekindle" / "fixtures"
 #: The moment of the reference's customer-status example (its updated_at).
 REFERENCE_NOW = datetime(2025, 3, 15, 10, 22, tzinfo=timezone.utc)
-FAST_RETRY = dict(max_attempts=4, backoff_base=0.01, backoff_cap=0.05, max_elapsed=10.0)
+FAST_RETRY = fast_retry(4, max_elapsed=10.0)
 
 
 def fixture(name: str) -> Any:
@@ -56,7 +56,7 @@ class Sandbox:
 
     def client(self, *, api_key: str = API_KEY, currency: str = "USD", **kwargs: Any
                ) -> RekindleClient:
-        kwargs.setdefault("retry", RetryPolicy(**FAST_RETRY))
+        kwargs.setdefault("retry", FAST_RETRY)
         config = ConnectionConfig(self.api, {"api_key": api_key}, {"currency": currency})
         return RekindleClient(config, **kwargs)
 
@@ -66,19 +66,13 @@ class Sandbox:
 
 
 @pytest.fixture
-def make_sandbox() -> Iterator:
-    started: list[Sandbox] = []
-
+def make_sandbox(closing) -> Callable[..., Sandbox]:
     def make(**overrides: Any) -> Sandbox:
         overrides.setdefault("clock", SandboxClock(start=REFERENCE_NOW.timestamp(),
                                                    rate_scale=overrides.get("rate_scale", 1.0)))
-        sandbox = Sandbox(SandboxConfig(**{"api_key": API_KEY, **overrides}))
-        started.append(sandbox)
-        return sandbox
+        return closing(Sandbox(SandboxConfig(**{"api_key": API_KEY, **overrides})))
 
-    yield make
-    for sandbox in started:
-        sandbox.stop()
+    return make
 
 
 @pytest.fixture

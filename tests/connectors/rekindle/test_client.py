@@ -157,8 +157,7 @@ def test_retries_server_errors_but_not_other_4xx(sandbox):
     sandbox.control("POST", "faults", json={"error_rate": 1.0})
     with sandbox.client() as client, pytest.raises(ServerError):
         client.customer_status()
-    assert sandbox.control("GET", "stats").json()["requests"] == {"500": FAST_RETRY[
-        "max_attempts"]}
+    assert sandbox.control("GET", "stats").json()["requests"] == {"500": FAST_RETRY.max_attempts}
 
     sandbox.control("POST", "reset")
     with sandbox.client(api_key="rk_live_wrong") as client, pytest.raises(AuthError):
@@ -198,7 +197,7 @@ def test_errors_carry_no_secret(sandbox):
 
 def test_a_wrong_base_path_is_not_customer_not_found(sandbox):
     config = ConnectionConfig(sandbox.url + "/api/zapeir", {"api_key": API_KEY})
-    with RekindleClient(config, retry=RetryPolicy(**FAST_RETRY)) as client:
+    with RekindleClient(config, retry=FAST_RETRY) as client:
         with pytest.raises(NotFound):
             client.find_customer("jane@example.com")
 

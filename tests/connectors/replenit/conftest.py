@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from typing import Iterator
 
 import pytest
 
 from connectors.base import ConnectionConfig
-from connectors.http import RetryPolicy
 from connectors.replenit.client import ReplenitClient
 from connectors.replenit.sandbox import BASE_PATH, create_sandbox
-from connectors.sandbox_kit import RunningSandbox, SandboxConfig, start_sandbox
+from connectors.sandbox_kit import RunningSandbox, SandboxConfig
+from tests.connectors.conftest import fast_retry
 
 TENANT = "3f2c9a1e-5b7d-4c1a-9e8f-0a1b2c3d4e5f"
 _keys = itertools.count()
@@ -26,12 +25,8 @@ def api_key() -> str:
 
 
 @pytest.fixture
-def sandbox(api_key) -> Iterator[RunningSandbox]:
-    running = start_sandbox(create_sandbox(SandboxConfig(api_key=api_key, tenant_id=TENANT)))
-    try:
-        yield running
-    finally:
-        running.stop()
+def sandbox(api_key, serve) -> RunningSandbox:
+    return serve(create_sandbox(SandboxConfig(api_key=api_key, tenant_id=TENANT)))
 
 
 @pytest.fixture
@@ -39,25 +34,14 @@ def base(sandbox) -> str:
     return sandbox.url + BASE_PATH
 
 
-def fast_retry(attempts: int = 3) -> RetryPolicy:
-    return RetryPolicy(max_attempts=attempts, backoff_base=0.01, backoff_cap=0.05,
-                       max_elapsed=5.0)
-
-
 @pytest.fixture
-def make_client(base, api_key):
-    made = []
-
+def make_client(base, api_key, closing):
     def make(key: str | None = None, tenant: str = TENANT, **kwargs) -> ReplenitClient:
-        kwargs.setdefault("retry", fast_retry())
-        client = ReplenitClient(ConnectionConfig(base, {"api_key": key or api_key},
-                                                 {"tenant_id": tenant}), **kwargs)
-        made.append(client)
-        return client
+        kwargs.setdefault("retry", fast_retry(3, max_elapsed=5.0))
+        return closing(ReplenitClient(ConnectionConfig(base, {"api_key": key or api_key},
+                                                       {"tenant_id": tenant}), **kwargs))
 
-    yield make
-    for client in made:
-        client.close()
+    return make
 
 
 @pytest.fixture

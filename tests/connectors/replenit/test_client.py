@@ -16,8 +16,9 @@ from connectors.replenit.client import ReplenitClient
 from connectors.replenit.sandbox import create_sandbox
 from connectors.sandbox_kit import SandboxConfig, start_sandbox
 from gateway.model import Consent, Customer, Money, Order, OrderLine, Product, Variant
+from tests.connectors.conftest import fast_retry
 
-from .conftest import TENANT, fast_retry
+from .conftest import TENANT
 
 CONTEXT = {"consent_basis": "consent"}
 
@@ -223,7 +224,7 @@ def test_retries_429_and_5xx_honouring_retry_after(make_client, base):
     faults(base, error_rate=1.0, error_status=503)
     with pytest.raises(ServerError):
         client.delete_order("O-1")
-    assert requests_seen(base)["503"] == 3  # max_attempts of fast_retry
+    assert requests_seen(base)["503"] == 3  # max_attempts of make_client's default retry
 
 
 def test_gives_up_on_429_after_its_attempts(make_client, base):
