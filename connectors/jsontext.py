@@ -3,6 +3,10 @@
 The standard ``json`` module cannot write a ``Decimal`` as a number, and a float would turn
 ``19.99`` into ``19.989999...`` for some amounts. :func:`dumps` writes each Decimal as its own
 decimal text; :func:`loads` reads numbers with a fraction back as Decimal.
+
+:func:`check_depth` and :func:`loads_bounded` refuse nesting deeper than a bound *before* the
+parser recurses, so hostile input is a clear error (``JsonDepthError``), never a RecursionError.
+Both the gateway and the sandboxes parse untrusted bodies through them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,49 @@ def dumps(payload: Any) -> str:
     if not decimals:
         return text
     return _MARKED.sub(lambda m: decimals[int(m.group(1))], text)
+
+
+#: The deepest nesting accepted from outside: far beyond any real payload, far below recursion.
+MAX_DEPTH = 64
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+class JsonDepthError(ValueError):
+    """JSON text nested deeper than allowed."""
+
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(f"JSON nested deeper than {max_depth} levels")
+        self.max_depth = max_depth
+
+
+def check_depth(text: str | bytes, max_depth: int = MAX_DEPTH) -> None:
+    """Raise :class:`JsonDepthError` when ``text`` opens more than ``max_depth`` arrays or
+    objects inside one another. Brackets inside strings do not count. Cheap when the text has
+    fewer opening brackets than the bound (then it cannot be too deep)."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return
+    depth = 0
+    for match in _BRACKETS.finditer(_STRING.sub(b"", data)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                raise JsonDepthError(max_depth)
+        else:
+            depth -= 1
+
+
+def loads_bounded(text: str | bytes, max_depth: int = MAX_DEPTH, *,
+                  exact: bool = False) -> Any:
+    """``json.loads`` after :func:`check_depth`; ``exact`` reads fractions as Decimal.
+    Raises :class:`JsonDepthError` or ``json.JSONDecodeError`` (both ValueErrors)."""
+    check_depth(text, max_depth)
+    try:
+        return json.loads(text, parse_float=Decimal) if exact else json.loads(text)
+    except RecursionError:  # belt and braces: the bound above should make this unreachable
+        raise JsonDepthError(max_depth) from None
 
 
 def loads(text: str | bytes) -> Any:
