@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Mapping, Protocol, Sequence
 
 #: The connector packages shipped with the gateway, in the order the registry lists them.
 BUILTIN = ("rekindle", "rejoiner", "rci", "replenit")
@@ -65,11 +65,19 @@ class WriteResult:
 
 
 class Client(Protocol):
-    """What every connector client offers besides its service-specific operations."""
+    """What every connector client offers besides its service-specific operations.
+
+    ``deadline(at)`` is a context manager: every request made inside it ends by ``at`` (epoch
+    seconds, or a ``connectors.http.Deadline``), retries and rate-budget waits included; one
+    that cannot raises ``connectors.http.DeadlineExceeded`` (retriable: the records stay
+    queued).
+    """
 
     def check(self) -> CheckResult: ...
 
     def close(self) -> None: ...
+
+    def deadline(self, at: Any) -> ContextManager[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +88,8 @@ class Operation:
     and returns a :class:`WriteResult`. ``context`` carries the tenant's settings that shape the
     wire payload (``consent_basis``: ``"consent"`` or ``"lawful_basis"``; ``currency``: the
     connection's business currency). ``key(record)`` is the record's natural key at that service
-    (used for ordering and per-record dead letters).
+    (used for ordering and per-record dead letters). To keep a send inside a lease, call it
+    inside ``with client.deadline(lease_expiry - margin):`` (see :class:`Client`).
     """
 
     name: str
@@ -89,8 +98,26 @@ class Operation:
     key: Callable[[Any], str]
 
 
+#: How a connector parses one inbound record of a topic in its own wire format:
+#: ``parse(record, context) -> [canonical objects]``. ``context`` carries ``currency`` (the
+#: business currency the wire does not name: the tenant's base currency) and ``received_at``
+#: (an aware UTC datetime: when the gateway received the record, for formats that carry no
+#: time). A record that does not validate raises ``marshmallow.ValidationError`` whose
+#: ``messages`` name each bad field in the wire's own field names; the caller
+#: (``gateway.ingest``) splits arrays and keys errors by index.
+InboundParser = Callable[[Any, Mapping[str, Any]], list[Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorSpec:
+    """A connector, declared as data.
+
+    ``inbound`` maps an ingest topic (``orders``, ``customers``, ``products``, ``conversions``,
+    ``unsubscribes``, ``opt-ins``, ``erasures``) to the :data:`InboundParser` in the
+    connector's ``mapping.py`` that reads one record of that topic in the service's format;
+    ``gateway.ingest`` finds formats only through here, never by importing a vendor module.
+    """
+
     name: str
     title: str
     default_base_url: str
@@ -102,6 +129,7 @@ class ConnectorSpec:
     operations: Mapping[str, Operation]  # canonical writes by name: "customers.upsert", ...
     make_client: Callable[..., Client]
     auth: str = ""  # a human description of the auth scheme
+    inbound: Mapping[str, InboundParser] = field(default_factory=dict)  # topic -> parser
 
     @property
     def writes(self) -> frozenset[str]:

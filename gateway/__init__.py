@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Flask
-from flask_smorest import Api
 
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -13,8 +12,16 @@ API_PREFIX = "/api/v1"
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
     """The app factory: settings from the environment unless given; the embedded SQLite
-    default is created and migrated on first start."""
-    from gateway.api import errors, health, me, tenant_settings_api
+    default is created and migrated on first start.
+
+    Every request body is bounded before the app sees it (:mod:`gateway.api.body_limit`),
+    JSON bodies are parsed in one place (:mod:`gateway.api.json_body`), and every error is
+    answered in one shape (:mod:`gateway.api.errors`), which the OpenAPI document describes
+    (:mod:`gateway.api.openapi`)."""
+    from gateway.api import (actions, connections_api, deliveries, errors, health, json_body,
+                             me, searches, tenant_settings_api, triggers)
+    from gateway.api.body_limit import BodyLimit
+    from gateway.api.openapi import GatewayApi
 
     rt = runtime or Runtime.open(settings)
     app = Flask(__name__, instance_path=str(rt.settings.instance_path))
@@ -28,20 +35,25 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         API_SPEC_OPTIONS={
+            "info": {"description": (
+                "Every error answers `{\"error\": message, \"errors\": field errors}` (at most "
+                "100 field errors listed; `errors_omitted` counts the rest). Request bodies "
+                "are JSON, at most GATEWAY_MAX_BODY_BYTES (413 above), nested at most 64 "
+                "levels deep.")},
             "components": {"securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer"},
                 "basicAuth": {"type": "http", "scheme": "basic",
                               "description": "the API key as the username, no password"},
             }},
         },
-        JSON_SORT_KEYS=False,
     )
     app.extensions["gateway"] = rt
-    api = Api(app)
-    # flask-smorest answers errors in its own shape; ours is {"error", "errors"} everywhere.
-    api.handle_http_exception = errors.http_error
+    json_body.install(app)
+    api = GatewayApi(app)
     errors.register(app)
-    app.register_blueprint(health.blp)
-    for blueprint in (me.blp, tenant_settings_api.blp):
+    api.register_blueprint(health.blp)
+    for blueprint in (me.blp, tenant_settings_api.blp, triggers.blp, actions.blp, searches.blp,
+                      deliveries.blp, connections_api.blp):
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    app.wsgi_app = BodyLimit(app.wsgi_app, rt.settings.max_body_bytes)
     return app

@@ -2,6 +2,11 @@
 
 Commands that create secrets print them once, as one JSON line, and take secrets only from the
 environment or standard input, never from the command line (it shows in process lists).
+
+A command's result is one JSON line on standard output. A failure, whatever its cause (a usage
+error, a bad setting, an unreachable database, an unexpected exception), is one JSON line
+``{"error": "..."}`` on standard error and exit status 2, never a traceback; messages never
+carry the database password or the secret key.
 """
 
 from __future__ import annotations
@@ -9,21 +14,92 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
+from urllib.parse import unquote, urlsplit
 
 from marshmallow import ValidationError
 
 from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
 
+#: The exit status of every failed command.
+FAILED = 2
+
 
 class CommandError(Exception):
     """A command failed in a way the user can fix; printed as one JSON error line."""
 
 
+class UsageError(CommandError):
+    """The command line itself is wrong (argparse's complaint, with the usage line)."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class JsonArgumentParser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` instead of printing usage text and exiting,
+    so a usage error is one JSON line like every other failure (``--help`` still prints)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", self.format_usage().strip())
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1..65535)") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1..65535)")
+    return value
+
+
 def _print(obj: Any) -> None:
-    print(json.dumps(obj, default=str, sort_keys=False))
+    print(json.dumps(obj, default=str, sort_keys=False), flush=True)
+
+
+def _print_error(obj: dict[str, Any]) -> None:
+    text = json.dumps(obj, default=str, sort_keys=False)
+    print(redact(text), file=sys.stderr, flush=True)
+
+
+def _secrets_from_environment() -> list[str]:
+    """What must never appear in an error line: passwords in the database and Redis URLs
+    (as written and percent-decoded) and every secret key, longest first."""
+    found: list[str] = []
+    for name in ("GATEWAY_DATABASE_URL", "GATEWAY_REDIS_URL"):
+        try:
+            password = urlsplit((os.environ.get(name) or "").strip()).password
+        except ValueError:
+            password = None
+        if password:
+            found += [password, unquote(password)]
+    found += [k.strip() for k in (os.environ.get("GATEWAY_SECRET_KEY") or "").split(",")]
+    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret of :func:`_secrets_from_environment` replaced by ``***``."""
+    for secret in _secrets_from_environment():
+        text = text.replace(secret, "***")
+        text = text.replace(json.dumps(secret)[1:-1], "***")  # as escaped inside JSON
+    return text
+
+
+def database_error_message(exc: Exception) -> str:
+    """A one-line message for a SQLAlchemy error: the driver's own words where there are
+    some ("connection refused", 'database "x" does not exist'), without SQLAlchemy's SQL
+    echo and background link."""
+    from sqlalchemy.exc import DBAPIError
+
+    detail = str(exc.orig) if isinstance(exc, DBAPIError) and exc.orig is not None else str(exc)
+    detail = detail.split("(Background on this error at:")[0]
+    return "database error: " + " ".join(detail.split())
 
 
 def _runtime(migrate: bool | None = None) -> Runtime:
@@ -31,21 +107,24 @@ def _runtime(migrate: bool | None = None) -> Runtime:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from werkzeug.serving import make_server
+    """Serve the API on waitress (see :mod:`gateway.serving`) until SIGTERM or SIGINT."""
+    from gateway import create_app, serving
 
-    from gateway import create_app
-
-    app = create_app(runtime=_runtime())
-    server = make_server(args.host, args.port, app, threaded=True)
-    logging.getLogger("gateway").info("serving on http://%s:%s", args.host, server.server_port)
-    print(f"gateway listening on http://{args.host}:{server.server_port} "
-          f"(docs at /docs, health at /healthz)", flush=True)
+    rt = _runtime()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        app = create_app(runtime=rt)
+        try:
+            server = serving.make_server(app, args.host, args.port, rt.settings)
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {args.host}:{args.port}: "
+                               f"{exc.strerror or exc}") from None
+        serving.install_stop_signals(server)
+        logging.getLogger("gateway").info("serving on http://%s:%s", args.host, server.port)
+        print(f"gateway listening on http://{args.host}:{server.port} "
+              f"(docs at /docs, health at /healthz)", flush=True)
+        server.serve_until_stopped()
     finally:
-        server.server_close()
+        rt.close()
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
@@ -70,12 +149,11 @@ def cmd_tenants_settings(args: argparse.Namespace) -> None:
     from gateway import tenant_settings
     from gateway.store import tenants
 
+    changes = tenant_settings.parse_assignments(args.assignments)  # bad words: before the db
     rt = _runtime()
-    with rt.engine.begin() as conn:
-        tenants.get_tenant(conn, args.tenant)
-        if args.assignments:
-            result = tenants.update_settings(conn, args.tenant,
-                                             tenant_settings.parse_assignments(args.assignments))
+    with rt.engine.begin() as conn:  # both raise UnknownTenant; the update locks (see there)
+        if changes:
+            result = tenants.update_settings(conn, args.tenant, changes)
         else:
             result = tenants.get_settings(conn, args.tenant)
     _print(result.as_dict())
@@ -132,13 +210,13 @@ def cmd_rescore(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python app.py",
-                                     description="The retention gateway's commands.")
+    parser = JsonArgumentParser(prog="python app.py",
+                                description="The retention gateway's commands.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the API (embedded default: SQLite in ./instance)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=port_number, default=8000, help="port, 1..65535")
     serve.set_defaults(func=cmd_serve)
 
     dbp = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command",
@@ -183,18 +261,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; 0 on success, :data:`FAILED` (one JSON line on stderr) otherwise."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    from sqlalchemy.exc import SQLAlchemyError
+
     from gateway.store.tenants import UnknownTenant
 
     try:
+        args = build_parser().parse_args(argv)
         args.func(args)
+    except UsageError as exc:
+        _print_error({"error": str(exc), "usage": exc.usage})
     except ValidationError as exc:
-        _print({"error": "invalid settings", "errors": exc.messages})
-        return 2
-    except (CommandError, SettingsError, UnknownTenant, ValueError) as exc:
-        _print({"error": str(exc)})
-        return 2
-    return 0
+        _print_error({"error": "invalid settings", "errors": exc.messages})
+    except (CommandError, SettingsError, UnknownTenant) as exc:
+        _print_error({"error": str(exc)})
+    except SQLAlchemyError as exc:
+        _print_error({"error": database_error_message(exc)})
+    except OSError as exc:  # a file or socket the command needed
+        where = f" ({exc.filename})" if exc.filename else ""
+        _print_error({"error": f"{exc.strerror or exc}{where}"})
+    except ValueError as exc:
+        _print_error({"error": str(exc)})
+    except KeyboardInterrupt:
+        _print_error({"error": "interrupted"})
+    except Exception as exc:  # the last resort: a bug; its message may hold anything
+        _print_error({"error": "the command failed unexpectedly", "type": type(exc).__name__})
+    else:
+        return 0
+    return FAILED

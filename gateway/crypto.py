@@ -67,6 +67,16 @@ class Vault:
                 "(was the key changed without keeping the old one after a comma?)"
             ) from None
 
+    def rotate(self, token: bytes) -> bytes:
+        """``token`` re-encrypted with the newest key (MultiFernet.rotate: decrypted with any
+        configured key, its original timestamp kept), so an older key can then be retired."""
+        try:
+            return self._fernet.rotate(bytes(token))
+        except InvalidToken:
+            raise CredentialsError(
+                "stored credentials cannot be decrypted with any key in GATEWAY_SECRET_KEY"
+            ) from None
+
 
 def secret_key(settings: Settings) -> str:
     """The configured secret key; on the embedded default, a key file made on first use."""
@@ -77,7 +87,7 @@ def secret_key(settings: Settings) -> str:
     path = Path(settings.instance_path) / KEY_FILE
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the instance folder: owner-only
     key = Fernet.generate_key().decode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -13,10 +13,16 @@ from typing import Any, Iterable, Mapping
 from marshmallow import INCLUDE, Schema, ValidationError, validate, validates_schema
 from marshmallow import fields as mf
 
+from connectors import jsontext
 from gateway.money import ISO_4217
 
 #: Routes whose pull interval can be set; the relay schedules these.
 PULL_ROUTES = ("rci-customers", "rekindle-poll", "rescore")
+
+#: The relay routes a tenant can switch on or off (the design's "Default relay routes"): the
+#: event routes of :mod:`gateway.relay.routes` and the scheduled pulls. All are on by default.
+SWITCHABLE_ROUTES = ("rci-customers", "orders", "products", "consent", "customers", "winback",
+                     "erasure", "rekindle-poll")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class TenantSettings:
     allow_private_targets: bool = False
     pull_interval_minutes: Mapping[str, int] = field(
         default_factory=lambda: dict(DEFAULT_PULL_INTERVALS))
+    routes: Mapping[str, bool] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v)
@@ -40,28 +47,95 @@ class TenantSettings:
 
 
 DEFAULT_PULL_INTERVALS = {"rci-customers": 60, "rekindle-poll": 15, "rescore": 1440}
+DEFAULT_ROUTES = {route: True for route in SWITCHABLE_ROUTES}
 DEFAULTS = TenantSettings()
 KEYS = tuple(f.name for f in fields(TenantSettings))
+
+
+#: The rule the three status thresholds obey, as the schema describes it.
+RISING = ("The thresholds must rise: at_risk_after < lapsed_after < lost_after, "
+          "compared after the change is merged with the current settings; a change "
+          "that breaks the order is refused and changes nothing.")
+
+
+class _Switch(mf.Boolean):
+    """A route's switch: JSON ``true`` or ``false`` only (not ``"yes"``, not ``1``)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid")
 
 
 class TenantSettingsSchema(Schema):
     """Validates a partial change; unknown keys are an error naming the known ones."""
 
-    base_currency = mf.String(validate=validate.OneOf(sorted(ISO_4217),
-                                                      error="must be an ISO 4217 code, e.g. USD"))
-    consent_basis = mf.String(validate=validate.OneOf(["consent", "lawful_basis"]))
-    default_gap_days = mf.Integer(strict=True, validate=validate.Range(min=1, max=3650))
-    at_risk_after = mf.Float(validate=validate.Range(min=0.1, max=100))
-    lapsed_after = mf.Float(validate=validate.Range(min=0.1, max=100))
-    lost_after = mf.Float(validate=validate.Range(min=0.1, max=100))
-    attribution_window_days = mf.Integer(strict=True, validate=validate.Range(min=1, max=365))
-    scoring_authority = mf.String(validate=validate.OneOf(["gateway", "rekindle"]))
-    api_rate_limit_per_minute = mf.Integer(strict=True, validate=validate.Range(min=1, max=100_000))
-    allow_private_targets = mf.Boolean()
+    base_currency = mf.String(
+        validate=validate.OneOf(sorted(ISO_4217), error="must be an ISO 4217 code, e.g. USD"),
+        metadata={"description": "the ISO 4217 currency lifetime values are summed in (given in "
+                                 "any case, stored upper-case); other currencies are kept apart",
+                  "example": "USD"})
+    consent_basis = mf.String(
+        validate=validate.OneOf(["consent", "lawful_basis"]),
+        metadata={"description": "who Replenit may receive: `consent` (customers with recorded "
+                                 "processing consent) or `lawful_basis` (every customer: the "
+                                 "tenant declares a lawful basis)"})
+    default_gap_days = mf.Integer(
+        strict=True, validate=validate.Range(min=1, max=3650),
+        metadata={"description": "expected days between orders for a customer with fewer than "
+                                 "two orders"})
+    at_risk_after = mf.Float(
+        validate=validate.Range(min=0.1, max=100),
+        metadata={"description": "a customer is `at_risk` once the time since their last order "
+                                 f"exceeds this multiple of their expected gap. {RISING}"})
+    lapsed_after = mf.Float(
+        validate=validate.Range(min=0.1, max=100),
+        metadata={"description": "a customer is `lapsed` past this multiple of their expected "
+                                 f"gap. {RISING}"})
+    lost_after = mf.Float(
+        validate=validate.Range(min=0.1, max=100),
+        metadata={"description": "a customer is `lost` past this multiple of their expected "
+                                 f"gap. {RISING}"})
+    attribution_window_days = mf.Integer(
+        strict=True, validate=validate.Range(min=1, max=365),
+        metadata={"description": "how many days after a win-back message an order counts as "
+                                 "the customer's return"})
+    scoring_authority = mf.String(
+        validate=validate.OneOf(["gateway", "rekindle"]),
+        metadata={"description": "whose engagement statuses count: the gateway's own scoring "
+                                 "or Rekindle's"})
+    api_rate_limit_per_minute = mf.Integer(
+        strict=True, validate=validate.Range(min=1, max=100_000),
+        metadata={"description": "requests a minute each API key of the tenant may make (429 "
+                                 "with Retry-After above)"})
+    allow_private_targets = mf.Boolean(
+        metadata={"description": "allow hook targets and connection base URLs on private "
+                                 "addresses and plain http (tests, local development)"})
     pull_interval_minutes = mf.Dict(
         keys=mf.String(validate=validate.OneOf(PULL_ROUTES)),
         values=mf.Integer(strict=True, validate=validate.Range(min=1, max=10_080)),
-    )
+        metadata={
+            "description": "minutes between scheduled runs, per route: an object from route "
+                           f"name ({', '.join(PULL_ROUTES)}) to a whole number of minutes "
+                           "(1 to 10080). A change is merged per route: routes it does not "
+                           "name keep their interval",
+            "properties": {route: {"type": "integer", "minimum": 1, "maximum": 10_080}
+                           for route in PULL_ROUTES},
+            "additionalProperties": False,
+            "example": {"rci-customers": 30},
+        })
+    routes = mf.Dict(
+        keys=mf.String(validate=validate.OneOf(SWITCHABLE_ROUTES)),
+        values=_Switch(),
+        metadata={
+            "description": "which relay routes run for the tenant: an object from route name "
+                           f"({', '.join(SWITCHABLE_ROUTES)}) to true (on) or false (off); "
+                           "every route is on unless switched off. A change is merged per "
+                           "route: routes it does not name keep their switch",
+            "properties": {route: {"type": "boolean"} for route in SWITCHABLE_ROUTES},
+            "additionalProperties": False,
+            "example": {"winback": False},
+        })
 
     @validates_schema
     def _check_unknown(self, data: dict, **kwargs: Any) -> None:
@@ -82,8 +156,11 @@ def resolve(stored: Mapping[str, Any] | None) -> TenantSettings:
         values["base_currency"] = values["base_currency"].upper()
     pulls = dict(DEFAULT_PULL_INTERVALS)
     pulls.update(values.pop("pull_interval_minutes", None) or {})
+    switches = dict(DEFAULT_ROUTES)
+    switches.update({k: v for k, v in (values.pop("routes", None) or {}).items()
+                     if k in DEFAULT_ROUTES})
     return TenantSettings(**{k: v for k, v in values.items() if k in KEYS},
-                          pull_interval_minutes=pulls)
+                          pull_interval_minutes=pulls, routes=switches)
 
 
 def apply_changes(stored: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,7 +171,7 @@ def apply_changes(stored: Mapping[str, Any] | None, changes: Mapping[str, Any]) 
     loaded = TenantSettingsSchema().load(dict(changes))
     merged = dict(stored or {})
     for key, value in loaded.items():
-        if key == "pull_interval_minutes":
+        if key in ("pull_interval_minutes", "routes"):
             merged[key] = {**merged.get(key, {}), **value}
         else:
             merged[key] = value
@@ -108,15 +185,23 @@ def apply_changes(stored: Mapping[str, Any] | None, changes: Mapping[str, Any]) 
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
     """``KEY=VALUE`` words from the command line; a value is read as JSON when it is JSON
-    (``60``, ``true``, ``{"rci-customers": 30}``) and as a plain string otherwise."""
+    (``60``, ``true``, ``{"rci-customers": 30}``) and as a plain string otherwise.
+
+    JSON nested deeper than :data:`connectors.jsontext.MAX_DEPTH` is refused before it is
+    parsed, as is a number the parser will not convert (an integer of thousands of digits):
+    both raise marshmallow's ``ValidationError`` keyed by the setting, like any bad value."""
     changes: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise ValidationError({pair: ["expected KEY=VALUE"]})
+            raise ValidationError({pair[:100]: ["expected KEY=VALUE"]})
         try:
-            value = json.loads(raw)
+            value = jsontext.loads_bounded(raw)
+        except jsontext.JsonDepthError as exc:
+            raise ValidationError({key.strip(): [str(exc)]}) from None
         except json.JSONDecodeError:
             value = raw
+        except ValueError as exc:  # e.g. an integer longer than int() converts
+            raise ValidationError({key.strip(): [f"not a usable value: {exc}"]}) from None
         changes[key.strip()] = value
     return changes

@@ -90,11 +90,14 @@ def test_settings_defaults_change_and_refusal(client, tenant):
     for bad, field in (({"consent_basis": "maybe"}, "consent_basis"),
                        ({"default_gap_days": "soon"}, "default_gap_days"),
                        ({"no_such_setting": 1}, "no_such_setting"),
-                       ({"base_currency": "XXX1"}, "base_currency"),
-                       ({"at_risk_after": 9}, "at_risk_after")):
+                       ({"base_currency": "XXX1"}, "base_currency")):
         refused = client.patch("/api/v1/settings", headers=tenant.auth, json=bad)
         assert refused.status_code == 422, refused.json
         assert field in refused.json["errors"]
+    # Valid on its own, but the merged thresholds would not rise: a conflict with the settings.
+    conflict = client.patch("/api/v1/settings", headers=tenant.auth, json={"at_risk_after": 9})
+    assert conflict.status_code == 409, conflict.json
+    assert "at_risk_after" in conflict.json["errors"]
     assert client.patch("/api/v1/settings", headers=tenant.auth, data="[1]",
                         content_type="application/json").status_code == 400
     after = client.get("/api/v1/settings", headers=tenant.auth).json

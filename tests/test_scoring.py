@@ -361,7 +361,7 @@ def test_rescore_command(engine, make_tenant, gateway_env, python):
     unknown = subprocess.run([python, str(ROOT / "app.py"), "rescore", "--tenant", "ten_nope"],
                              env=gateway_env, cwd=ROOT, capture_output=True, text=True, check=False,
                              timeout=120)
-    assert unknown.returncode == 2 and "error" in json.loads(unknown.stdout)
+    assert unknown.returncode == 2 and "error" in json.loads(unknown.stderr)
 
 
 def _ntile5(keys: list) -> dict:

@@ -80,9 +80,14 @@ def test_order_upsert_is_idempotent_and_creates_a_minimal_customer(engine, tenan
 
 def test_product_upsert_is_idempotent(engine, tenant):
     with engine.begin() as conn:
-        assert records.upsert_product(conn, tenant.id, _product("P-42", "Tank top")) is True
         assert records.upsert_product(conn, tenant.id,
-                                      _product("P-42", "Training tank", "27.99")) is False
+                                      _product("P-42", "Tank top")).outcome == "created"
+        assert records.upsert_product(conn, tenant.id,
+                                      _product("P-42", "Training tank", "27.99")).outcome == \
+            "updated"
+        assert records.upsert_product(conn, tenant.id,
+                                      _product("P-42", "Training tank", "27.99")).outcome == \
+            "unchanged"
         assert _count(conn, products, tenant.id) == 1
         assert _count(conn, variants, tenant.id) == 1
         product = records.get_product(conn, tenant.id, "P-42")
@@ -192,3 +197,47 @@ def test_bulk_events_are_stored_as_single_ones_are(engine, tenant):
     assert bulk.occurred_at == single.occurred_at == when
     assert (bulk.type, bulk.subject_id, bulk.source) == (single.type, "c1", "gateway")
     assert listed[0].item["id"] == ids[1] and listed[0].type == "customer.returned"
+
+
+def test_upserts_say_what_changed_and_an_equal_record_writes_nothing(engine, tenant):
+    jane = Customer(email="said@example.com", first_name="Jane", consent=Consent(email=True))
+    with engine.begin() as conn:
+        first = records.upsert_customer(conn, tenant.id, jane, now=T0)
+        again = records.upsert_customer(conn, tenant.id, jane, now=T0.replace(hour=13))
+        renamed = records.upsert_customer(
+            conn, tenant.id, Customer(email="said@example.com", first_name="Janet"),
+            now=T0.replace(hour=14))
+        stamped = conn.execute(select(customers.c.updated_at).where(
+            customers.c.id == first.id)).scalar_one()
+        order = records.upsert_order(conn, tenant.id, _order("O-9", "said@example.com"))
+        same_order = records.upsert_order(conn, tenant.id, _order("O-9", "said@example.com"))
+    assert (first.outcome, again.outcome, renamed.outcome) == ("created", "unchanged", "updated")
+    assert renamed.changed == {"first_name"} and stamped == T0.replace(hour=14)
+    assert (order.outcome, same_order.outcome) == ("created", "unchanged")
+    assert same_order.was_cancelled is False and not same_order.customer_created
+
+
+def test_a_customer_found_by_external_id_takes_its_new_email(engine, tenant):
+    """A service's customer (its id) that changed email: the same customer, not a second one
+    (this was an IntegrityError: the external id was already another row's)."""
+    with engine.begin() as conn:
+        first, _ = records.upsert_customer(conn, tenant.id, Customer(
+            email="old@example.com", external_ids={"rekindle": "rk-1"}))
+        moved = records.upsert_customer(conn, tenant.id, Customer(
+            email="new@example.com", external_ids={"rekindle": "rk-1"}))
+        stored = records.get_customer(conn, tenant.id, first)
+    assert moved.id == first and moved.outcome == "updated"
+    assert stored.email == "new@example.com" and stored.external_ids == {"rekindle": "rk-1"}
+
+
+def test_an_external_id_named_by_another_customer_moves_to_it(engine, tenant):
+    with engine.begin() as conn:
+        a, _ = records.upsert_customer(conn, tenant.id, Customer(
+            email="a@example.com", external_ids={"rci": "7"}))
+        b, _ = records.upsert_customer(conn, tenant.id, Customer(email="b@example.com"))
+        records.upsert_customer(conn, tenant.id, Customer(email="b@example.com",
+                                                          external_ids={"rci": "7"}))
+        assert records.get_customer(conn, tenant.id, a).external_ids == {}
+        assert records.get_customer(conn, tenant.id, b).external_ids == {"rci": "7"}
+        with pytest.raises(ValueError):  # an email another customer holds, with this id
+            records.upsert_customer(conn, tenant.id, Customer(id=a, email="b@example.com"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from connectors.base import ConnectorSpec
 
-from . import wire
+from . import mapping, wire
 from .client import CLIENT_LIMITS, make_client
 
 CONNECTOR = ConnectorSpec(
@@ -23,5 +23,6 @@ CONNECTOR = ConnectorSpec(
     reads=frozenset({"customers"}),
     operations={},
     make_client=make_client,
+    inbound=mapping.INBOUND,
     auth="Authorization: Bearer <API token> (revoked tokens answer 401)",
 )

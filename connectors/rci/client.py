@@ -28,6 +28,7 @@ from connectors.base import CheckResult, ConnectionConfig, Limit
 from connectors.http import (
     AuthError,
     BearerAuth,
+    ConfigurationError,
     ConnectorError,
     FatalError,
     HttpClient,
@@ -107,10 +108,12 @@ class RciClient(UsesHttp):
         sleep: Callable[[float], None] = time.sleep,
         margin: float | None = None,
         validate: bool = True,
+        clock: Callable[[], float] = time.time,
+        deadline_seconds: float | None = None,
     ) -> None:
         token = config.credentials.get("api_token")
         if not token:
-            raise ValueError("an RCI connection needs credentials['api_token']")
+            raise ConfigurationError(SERVICE, "a connection needs credentials['api_token']")
         self.base_url = config.base_url.rstrip("/")
         self.validate = validate
         self.http = HttpClient(
@@ -126,6 +129,8 @@ class RciClient(UsesHttp):
             time_scale=time_scale,
             margin=default_margin(time_scale) if margin is None else margin,
             headers={"Accept": wire.MEDIA_TYPE},
+            clock=clock,
+            deadline_seconds=deadline_seconds,
         )
 
     # ---- reads

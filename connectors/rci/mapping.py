@@ -26,8 +26,11 @@ Choices where the reference leaves room:
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
 
+from marshmallow import ValidationError
+
+from connectors.rci.wire import CustomerResourceSchema
 from gateway.model import Consent, Customer, Money, normalise_email
 
 SERVICE = "rci"
@@ -191,3 +194,25 @@ def customer_to_wire(
         ),
         "links": {"self": f"{base_url.rstrip('/')}/customers/{rci_id}"},
     }
+
+
+# --- inbound: RCI's shapes posted to the gateway (see connectors.base.InboundParser) ---------
+
+
+def parse_customer(record: Any, context: Mapping[str, Any]) -> list[Customer]:
+    """The ``customers`` topic: one ``customer`` resource object (or a document holding one
+    in ``data``), checked by the wire schema (``links`` may be left out). A redacted resource
+    gives a customer holding only its RCI id and ``redacted_at``: an erasure."""
+    if isinstance(record, Mapping) and "data" in record and "type" not in record:
+        record = record["data"]
+    if not isinstance(record, Mapping):
+        raise ValidationError({"_schema": ["The record must be a JSON object."]})
+    CustomerResourceSchema(partial=("links",)).load(record)
+    try:
+        return [customer_from_wire(dict(record))]
+    except ValueError as exc:
+        raise ValidationError({"attributes": [str(exc)]}) from None
+
+
+#: The inbound formats this connector parses, by ingest topic.
+INBOUND = {"customers": parse_customer}

@@ -12,19 +12,21 @@ production only in scheme, host and port):
 
 Choices where the reference is silent (NOTES.md first, then these):
 
-- **Auth**: ``Authorization: Bearer <token>`` (scheme case-insensitive), only the configured
-  token. Missing header, other scheme or wrong token: 401 with a JSON:API error document and
-  ``WWW-Authenticate: Bearer realm="api"`` (plus ``error="invalid_token"`` when a token was
-  presented, as RFC 6750 says). Auth is checked before anything else of the service, so an
-  unknown id with a bad token is a 401, not a 404.
+- **Auth**: ``Authorization: Bearer <token>`` (:data:`CREDENTIAL`; scheme case-insensitive),
+  only the configured token. Missing header, other scheme or wrong token: 401 with a JSON:API
+  error document and ``WWW-Authenticate: Bearer realm="api"`` (plus ``error="invalid_token"``
+  when a token was presented, as RFC 6750 says). Auth is checked before anything else of the
+  service, so an unknown id with a bad token is a 401, not a 404.
 - **Errors** are JSON:API error documents, ``Content-Type: application/vnd.api+json``:
   ``{"errors": [{"status": "401", "title": ..., "detail": ...}], "jsonapi": {"version": "1.0"}}``.
   404 for an unknown customer id and for any unknown path under the base; 405 (with ``Allow``)
   for another method on a documented path; 422 for a malformed or tampered cursor, an empty
   cursor, or any other ``page`` parameter (``page[size]``, ``page[number]``, ``page=2``: the
   reference documents only the cursor). Query parameters outside ``page`` are ignored.
-- **Rate limit**: 60 requests in any sliding 60 s window, counted per credential header by the
-  kit (before auth, so bad tokens count against their own window). Above it: 429, a JSON:API
+- **Rate limit**: 60 requests in any sliding 60 s window, counted by the kit before auth and
+  keyed on the token as auth reads it (``Bearer``, ``bearer`` and ``BEARER`` with one token are
+  one budget; no other header counts); every request without the right token counts against
+  one window per client address. Above it: 429, a JSON:API
   error document (title ``Too Many Requests``) and ``Retry-After`` in whole seconds until the
   window has room again (service seconds; at least 1). No ``X-RateLimit-*`` headers: the
   reference documents none.
@@ -35,6 +37,11 @@ Choices where the reference is silent (NOTES.md first, then these):
 - **Redaction**: a redacted customer has ``redacted_at`` set, ``first_name``, ``last_name`` and
   ``email`` null and both marketing consents false (the customer withdrew consent); its scores,
   value and dates stay as they were. Unredacted customers carry ``redacted_at: null``.
+- **Bodies**: the service reads none (it is read only: a write is a 405 before any body is
+  looked at); the control routes below read theirs with the kit's bounded parser, so JSON nested
+  deeper than 64 levels, ``NaN`` or non-JSON is a 400 ``{"error": ...}``. Any other HTTP error
+  under the base is a JSON:API error document, and an unexpected failure a 500 one; outside the
+  base, plain ``{"error": ...}`` (not the API's shape, so a wrong base URL shows); never HTML.
 - **Seeding** from :func:`connectors.sandbox_kit.synthetic_customers` (``--seed-customers N``):
   ids ``cus_000000``..., money in USD cents, ``remote_created_at`` the person's creation,
   ``remote_updated_at`` its last order (or creation), RCI's own ``created_at`` an hour after
@@ -73,13 +80,17 @@ from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, request
 from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
 
 from connectors.sandbox_kit import (
+    BEARER,
+    BodyError,
     RateDecision,
     SandboxConfig,
     SandboxSpec,
     Synthetic,
     build_sandbox,
+    parse_json_body,
     synthetic_customers,
 )
 from gateway.model import Consent, Customer, Money
@@ -89,6 +100,8 @@ from . import mapping, wire
 BASE_PATH = "/api/v1"
 PAGE_SIZE = 100
 SERVICE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+#: How RCI reads its token: ``Authorization: Bearer <token>``.
+CREDENTIAL = BEARER
 
 
 # --- responses --------------------------------------------------------------------------------
@@ -265,15 +278,12 @@ def _resource(rci_id: str, attributes: dict[str, Any], base: str) -> dict[str, A
 
 def _authorized(token: str) -> Response | None:
     """None when the request carries ``Bearer <token>``, else the 401 answer."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    presented = presented.strip()
-    if scheme.lower() == "bearer" and presented and hmac.compare_digest(
-        presented.encode(), token.encode()
-    ):
+    presented = CREDENTIAL.read(request)
+    if presented is not None and hmac.compare_digest(presented.encode(), token.encode()):
         return None
+    scheme, _, rest = request.headers.get("Authorization", "").partition(" ")
     challenge = 'Bearer realm="api"'
-    if scheme.lower() == "bearer" and presented:
+    if scheme.lower() == "bearer" and rest.strip():  # a token was presented, and is refused
         challenge += ', error="invalid_token"'
     return _error(401, "Unauthorized", UNAUTHORIZED_DETAIL, {"WWW-Authenticate": challenge})
 
@@ -364,7 +374,10 @@ def _control_blueprint(state: RciState) -> Blueprint:
 
     @bp.post("/seed")
     def seed() -> Response | tuple[Response, int]:
-        body = request.get_json(silent=True)
+        try:
+            body = parse_json_body(request.get_data())
+        except BodyError as exc:
+            return _json({"error": f"expected a JSON object: {exc.message}"}, 400)
         if not isinstance(body, dict):
             return _json({"error": "expected a JSON object"}, 400)
         n, seed_value = body.get("customers", 0), body.get("seed", 0)
@@ -391,13 +404,22 @@ def _control_blueprint(state: RciState) -> Blueprint:
 
     @bp.post("/page-size")
     def page_size() -> Response | tuple[Response, int]:
-        size = (request.get_json(silent=True) or {}).get("size")
+        try:
+            body = parse_json_body(request.get_data())
+        except BodyError as exc:
+            return _json({"error": f"expected a JSON object: {exc.message}"}, 400)
+        size = body.get("size") if isinstance(body, dict) else None
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1000:
             return _json({"error": "size must be an integer from 1 to 1000"}, 400)
         state.page_size = size
         return _json({"size": size}, 200)
 
     return bp
+
+
+def _in_api(path: str) -> bool:
+    """Whether ``path`` is under the API's base (``/api/v1``)."""
+    return path == BASE_PATH or path.startswith(BASE_PATH + "/")
 
 
 def _json(body: Any, status: int) -> tuple[Response, int]:
@@ -423,6 +445,7 @@ def create_sandbox(config: SandboxConfig) -> Flask:
         rate_limited=rate_limited,
         limits=wire.LIMITS,
         on_reset=state.reset,
+        credential=CREDENTIAL,
     )
     app.extensions["rci"] = state
     app.register_blueprint(_service_blueprint(state))
@@ -431,6 +454,22 @@ def create_sandbox(config: SandboxConfig) -> Flask:
     @app.errorhandler(405)
     def _405(exc: Exception) -> Any:  # e.g. a method Flask does not route at all
         return _method_not_allowed() if request.path.startswith(BASE_PATH) else exc
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        if _in_api(request.path):
+            return _error(status, exc.name, exc.description or exc.name)
+        # Outside the API (e.g. a base URL missing /v1) the answer must not look like the API's,
+        # or a client could not tell a wrong base URL from an unknown id: plain JSON.
+        return _json({"error": exc.description or exc.name}, status)
+
+    @app.errorhandler(Exception)
+    def _crash(_: Exception) -> Any:
+        if _in_api(request.path):
+            return _error(500, "Internal Server Error",
+                          "The server could not answer the request.")
+        return _json({"error": "The server could not answer the request."}, 500)
 
     return app
 
@@ -441,4 +480,5 @@ SANDBOX = SandboxSpec(
     create=create_sandbox,
     limits=wire.LIMITS,
     description="Repeat Customer Insights: JSON:API customers, cursor pages, Bearer, 60/min",
+    credential=CREDENTIAL,
 )

@@ -23,7 +23,7 @@ from connectors.http import NotFound, ValidationError
 from gateway.model import Cart, Customer, MoneyError, Order
 
 from .client import CLIENT_LIMITS, DEFAULT_BASE_URL, RejoinerClient, make_client
-from .mapping import MappingError
+from .mapping import INBOUND, MappingError
 
 #: What Rejoiner's limit is taken to be: the reference documents none, NOTES.md pins 10/s.
 LIMITS = (Limit(10, 1),)
@@ -109,6 +109,7 @@ CONNECTOR = ConnectorSpec(
         )
     },
     make_client=make_client,
+    inbound=INBOUND,
     auth="Authorization: Rejoiner <api_key> on https://rj2.rejoiner.com/api/v1/<site_id>/; "
     "GET /ping/ tests the key",
 )

@@ -22,6 +22,7 @@ from urllib.parse import quote
 from connectors.base import CheckResult, ConnectionConfig, Limit
 from connectors.http import (
     AuthError,
+    ConfigurationError,
     ConnectorError,
     HeaderAuth,
     HttpClient,
@@ -81,22 +82,28 @@ class RejoinerClient(UsesHttp):
                  time_scale: float = 1.0, storage_uri: str | None = None,
                  timeout: float | tuple[float, float] = (5.0, 30.0),
                  limits: tuple[Limit, ...] = CLIENT_LIMITS,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time,
+                 deadline_seconds: float | None = None) -> None:
         api_key = config.credentials.get("api_key")
         site_id = config.options.get("site_id")
         if not api_key:
-            raise ValueError("rejoiner: the credential api_key is required")
+            raise ConfigurationError(SERVICE, "the credential api_key is required")
         if not site_id:
-            raise ValueError("rejoiner: the option site_id is required")
+            raise ConfigurationError(SERVICE, "the option site_id is required")
         self.site_id = str(site_id)
-        self.currency = normalise_currency(config.options.get("currency") or "USD")
+        try:
+            self.currency = normalise_currency(config.options.get("currency") or "USD")
+        except ValueError as exc:
+            raise ConfigurationError(SERVICE, f"options['currency']: {exc}") from None
         if not isinstance(timeout, tuple):
             timeout = (float(timeout), float(timeout))
         self.http = HttpClient(
             SERVICE, api_base_url(config.base_url or DEFAULT_BASE_URL, self.site_id),
             HeaderAuth("Authorization", f"Rejoiner {api_key}"), api_key, limits,
             timeout=timeout, retry=retry, storage_uri=storage_uri, sleep=sleep,
-            time_scale=time_scale, headers={"Content-Type": "application/json"},
+            time_scale=time_scale, headers={"Content-Type": "application/json"}, clock=clock,
+            deadline_seconds=deadline_seconds,
         )
 
     # ---- plumbing

@@ -33,6 +33,9 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping
 
+from marshmallow import ValidationError
+
+from connectors.rejoiner import wire
 from connectors.rejoiner.wire import as_string
 from gateway.model import (
     Address,
@@ -508,3 +511,76 @@ def unsubscribe_to_customer(payload: Mapping[str, Any], received_at: datetime) -
 
 def profiles_to_customers(profiles: Iterable[Mapping[str, Any]]) -> list[Customer]:
     return [profile_to_customer(p) for p in profiles]
+
+
+# --- inbound: Rejoiner's shapes posted to the gateway (see connectors.base.InboundParser) ----
+
+
+def _check(schema: Any, record: Any) -> None:
+    """Validate ``record`` with a wire schema; ``ValidationError`` names each bad field."""
+    if not isinstance(record, Mapping):
+        raise ValidationError({"_schema": ["The record must be a JSON object."]})
+    schema.load(record)
+
+
+def _as_field_error(exc: ValueError) -> ValidationError:
+    return ValidationError({"_schema": [str(exc)]})
+
+
+def parse_order(record: Any, context: Mapping[str, Any]) -> list[Order]:
+    """The ``orders`` topic: a convert payload with ``cart_data.order_number`` (required here)
+    as an order placed when the gateway received it (the convert carries no time)."""
+    _check(wire.ConvertSchema(), record)
+    if not (record.get("cart_data") or {}).get("order_number"):
+        raise ValidationError({"cart_data": {"order_number": [
+            "This field is required: a convert is an order only with its order number."]}})
+    try:
+        cart = convert_to_cart(record, context["currency"])
+        return [cart_to_order(cart, context["received_at"])]
+    except (MappingError, MoneyError) as exc:
+        raise _as_field_error(exc) from None
+
+
+def parse_conversion(record: Any, context: Mapping[str, Any]) -> list[Cart]:
+    """The ``conversions`` topic: a convert payload as a canonical cart."""
+    _check(wire.ConvertSchema(), record)
+    try:
+        return [convert_to_cart(record, context["currency"])]
+    except (MappingError, MoneyError) as exc:
+        raise _as_field_error(exc) from None
+
+
+def parse_customer(record: Any, context: Mapping[str, Any]) -> list[Customer]:
+    """The ``customers`` topic: a customer profile (a write body, or a profile as Rejoiner
+    answers it, consent flags included)."""
+    _check(wire.ProfileSchema(), record)
+    try:
+        return [profile_to_customer(record)]
+    except ValueError as exc:
+        raise _as_field_error(exc) from None
+
+
+def parse_unsubscribe(record: Any, context: Mapping[str, Any]) -> list[Customer]:
+    """The ``unsubscribes`` topic: ``{"email": ...}``, withdrawn on receipt."""
+    _check(wire.EmailSchema(), record)
+    return [unsubscribe_to_customer(record, context["received_at"])]
+
+
+def parse_opt_in(record: Any, context: Mapping[str, Any]) -> list[Customer]:
+    """The ``opt-ins`` topic: ``{"email": ...}`` plus how consent was given (the extras, which
+    the canonical consent does not keep; ``opted_in_at``, when sent, is the time)."""
+    _check(wire.OptInSchema(), record)
+    try:
+        return [opt_in_to_customer(record, context["received_at"])]
+    except ValueError as exc:
+        raise ValidationError({"opted_in_at": [str(exc)]}) from None
+
+
+#: The inbound formats this connector parses, by ingest topic.
+INBOUND = {
+    "orders": parse_order,
+    "customers": parse_customer,
+    "conversions": parse_conversion,
+    "unsubscribes": parse_unsubscribe,
+    "opt-ins": parse_opt_in,
+}

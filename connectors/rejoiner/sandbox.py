@@ -15,8 +15,9 @@ base URL differs from production only in scheme, host and port::
 Rejoiner is a Django REST Framework API; where the reference is silent this sandbox answers as
 DRF does, and these are its choices:
 
-Auth (``Authorization: Rejoiner <api_key>``, like DRF's TokenAuthentication with that keyword),
-every failure a 401 with ``WWW-Authenticate: Rejoiner``:
+Auth (``Authorization: Rejoiner <api_key>``, :data:`CREDENTIAL`, like DRF's
+TokenAuthentication with that keyword, whose keyword match is case-insensitive), every failure a
+401 with ``WWW-Authenticate: Rejoiner``:
 
 - no header, or another scheme: ``{"detail": "Authentication credentials were not provided."}``
 - ``Rejoiner`` alone: ``{"detail": "Invalid token header. No credentials provided."}``
@@ -31,7 +32,12 @@ so a wrong key is a 401 whatever the site).
 
 Errors: 400 bodies are DRF's field errors, ``{"field": ["message"]}`` (``non_field_errors`` for
 the body as a whole; nested cart items as a list with one entry per item, ``{}`` for a valid
-one); malformed JSON is ``{"detail": "JSON parse error - ..."}``. 404 is
+one); a body that is not JSON is ``{"detail": "JSON parse error - <reason>"}``, and so (read by
+the kit's bounded parser) is JSON nested deeper than 64 levels and ``NaN`` / ``Infinity`` /
+a number beyond a float's range (DRF's parser refuses the constants with the same words: "Out of
+range float values are not JSON compliant"), so nothing stored can be answered as a bare
+``NaN``: every answer is RFC 8259 JSON (written with ``allow_nan=False``). An unexpected failure
+is a 500 ``{"detail": "A server error occurred."}``. 404 is
 ``{"detail": "Not found."}`` (also for an unknown path under the base, and for a path without its
 trailing slash: Rejoiner's paths end in ``/``); a wrong method is 405
 ``{"detail": "Method \\"X\\" not allowed."}``. The messages: ``"This field is required."``,
@@ -41,7 +47,9 @@ YYYY-MM-DD."`` (birthdate), ``"Enter a valid email address."``, ``"customer with
 already exists."`` (POST create for an existing email, or PUT moving to another customer's email).
 
 Rate limit (pinned by NOTES: the reference documents none): 10 requests per second per key by
-default, over a sliding window (the kit's limiter); ``SandboxConfig.limits`` overrides it. Above it:
+default, over a sliding window (the kit's limiter, keyed on the key as read above and nothing
+else; requests without the right key share one window per client address);
+``SandboxConfig.limits`` overrides it. Above it:
 429 ``{"detail": "Request was throttled. Expected available in N seconds."}`` with
 ``Retry-After: N`` (DRF's throttle answer). No rate headers on other answers.
 
@@ -88,18 +96,22 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Request, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from marshmallow import ValidationError as SchemaError
 from werkzeug.exceptions import HTTPException
 
 from connectors.rejoiner import LIMITS as PINNED_LIMITS
 from connectors.rejoiner import wire
 from connectors.sandbox_kit import (
+    BodyError,
+    HeaderCredential,
     RateDecision,
     SandboxConfig,
     SandboxSpec,
     build_sandbox,
     kit_state,
+    parse_json_body,
     synthetic_customers,
 )
 
@@ -109,6 +121,9 @@ BASE_PATH = "/api/v1/<site_id>/"
 #: Pinned by NOTES.md (the reference documents no limit): 10 requests a second per key.
 LIMITS = PINNED_LIMITS
 DEFAULT_SITE_ID = "site_sandbox"
+#: How Rejoiner reads its key: ``Authorization: Rejoiner <key>``.
+KEYWORD = "Rejoiner"
+CREDENTIAL = HeaderCredential("Authorization", KEYWORD)
 
 _NOT_FOUND = {"detail": "Not found."}
 _EXISTS = "customer with this email already exists."
@@ -123,6 +138,14 @@ def _now_text(clock_seconds: float) -> str:
     """A service-clock time as Rejoiner writes it: UTC, no offset, microseconds."""
     moment = datetime.fromtimestamp(clock_seconds, timezone.utc).replace(tzinfo=None)
     return moment.isoformat(timespec="microseconds")
+
+
+class _StrictJSON(DefaultJSONProvider):
+    """Flask's JSON, but refusing to write NaN or an infinity (RFC 8259 has neither)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs["allow_nan"] = False
+        return super().dumps(obj, **kwargs)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -301,7 +324,9 @@ def create_sandbox(config: SandboxConfig) -> Flask:
 
     app = build_sandbox(NAME, config, record_counts=store.counts, record_lookup=record_lookup,
                         rate_limited=rate_limited, limits=LIMITS,
-                        on_reset=lambda: reseed())
+                        on_reset=lambda: reseed(), credential=CREDENTIAL)
+    app.json = _StrictJSON(app)
+    app.json.sort_keys = False
     state = kit_state(app)
 
     def now_text() -> str:
@@ -322,7 +347,7 @@ def create_sandbox(config: SandboxConfig) -> Flask:
 
     @api.before_request
     def _authenticate() -> Response | None:
-        failure = _auth_failure(request.headers.get("Authorization"), config.api_key)
+        failure = _auth_failure(request, config.api_key)
         if failure:
             return _json({"detail": failure}, 401, {"WWW-Authenticate": "Rejoiner"})
         if g.get("rejoiner_site") != site_id:
@@ -334,12 +359,12 @@ def create_sandbox(config: SandboxConfig) -> Flask:
         if not raw.strip():
             return {}, None
         try:
-            data = request.get_json(force=True)
-        except HTTPException:
-            return None, _json({"detail": "JSON parse error - Expecting value"}, 400)
+            data = parse_json_body(raw)
+        except BodyError as exc:
+            return None, _json({"detail": f"JSON parse error - {exc.message}"}, 400)
         if not isinstance(data, dict):
-            kind = {list: "list", str: "str", int: "int", float: "float", bool: "bool"}.get(
-                type(data), type(data).__name__)
+            kind = {list: "list", str: "str", int: "int", float: "float", bool: "bool",
+                    type(None): "NoneType"}.get(type(data), type(data).__name__)
             return None, _json({"non_field_errors": [
                 f"Invalid data. Expected a dictionary, but got {kind}."]}, 400)
         return data, None
@@ -460,19 +485,32 @@ def create_sandbox(config: SandboxConfig) -> Flask:
     def _not_allowed(_: Exception) -> Response:
         return _json({"detail": f'Method "{request.method}" not allowed.'}, 405)
 
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        return _json({"detail": exc.description}, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def _crash(_: Exception) -> Response:
+        return _json({"detail": "A server error occurred."}, 500)
+
     return app
 
 
-def _auth_failure(header: str | None, api_key: str) -> str | None:
-    """DRF TokenAuthentication's message for a bad ``Authorization`` header; None when good."""
-    parts = (header or "").split()
-    if not parts or parts[0].lower() != "rejoiner":
+def _auth_failure(req: Request, api_key: str) -> str | None:
+    """DRF TokenAuthentication's message for a bad ``Authorization`` header; None when good.
+
+    The messages tell the malformed headers apart; whether the key is right is decided on
+    :data:`CREDENTIAL`'s reading of the header, the same one the rate limiter keys on.
+    """
+    parts = (req.headers.get(CREDENTIAL.header) or "").split()
+    if not parts or parts[0].lower() != KEYWORD.lower():
         return "Authentication credentials were not provided."
     if len(parts) == 1:
         return "Invalid token header. No credentials provided."
     if len(parts) > 2:
         return "Invalid token header. Token string should not contain spaces."
-    if not hmac.compare_digest(parts[1].encode(), api_key.encode()):
+    presented = CREDENTIAL.read(req)
+    if presented is None or not hmac.compare_digest(presented.encode(), api_key.encode()):
         return "Invalid token."
     return None
 
@@ -484,4 +522,5 @@ SANDBOX = SandboxSpec(
     limits=LIMITS,
     description="Rejoiner REST v1: convert, cancel, unsubscribe, opt_in, customer get/create/"
     "update; Authorization: Rejoiner KEY",
+    credential=CREDENTIAL,
 )

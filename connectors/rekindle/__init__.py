@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from marshmallow import ValidationError as MarshmallowValidationError
+
 from connectors.base import ConnectorSpec, Operation, WriteResult
 from connectors.http import ValidationError
-from gateway.model import Customer
+from gateway.model import Customer, Money, MoneyError
 
 from .client import DEFAULT_BASE_URL, LIMITS, RekindleClient, make_client
-from .mapping import MappingError
+from .mapping import MappingError, customer_from_wire
+from .wire import UpdateCustomerRequest
 
 
 def send_customers(client: RekindleClient, records: Sequence[Customer],
@@ -39,6 +42,26 @@ def send_customers(client: RekindleClient, records: Sequence[Customer],
     return result
 
 
+def parse_update_customer(record: Any, context: Mapping[str, Any]) -> list[Customer]:
+    """The ``customers`` inbound format: an update-customer body (``name`` and ``email``
+    required, unknown fields refused, as Rekindle does), its ``total_spent`` in
+    ``context["currency"]``; a ``marshmallow.ValidationError`` names each bad field.
+
+    It lives here rather than in ``mapping.py``, which stays free of marshmallow (the relay's
+    hot path): the wire schema validates, :func:`.mapping.customer_from_wire` maps.
+    """
+    if not isinstance(record, Mapping):
+        raise MarshmallowValidationError({"_schema": ["The record must be a JSON object."]})
+    loaded = UpdateCustomerRequest().load(record)
+    currency = context["currency"]
+    try:
+        if loaded.get("total_spent") is not None:
+            Money.from_decimal(loaded["total_spent"], currency)
+        return [customer_from_wire(record, currency)]
+    except (MappingError, MoneyError) as exc:
+        raise MarshmallowValidationError({"total_spent": [str(exc)]}) from None
+
+
 def customer_key(customer: Customer) -> str:
     """Rekindle matches customers by email."""
     return (customer.email or "").strip().lower()
@@ -59,8 +82,10 @@ CONNECTOR = ConnectorSpec(
         ),
     },
     make_client=make_client,
+    inbound={"customers": parse_update_customer},
     auth="Authorization: Bearer <api_key> (Settings → Zapier & Integrations; the API needs "
     "the Scale plan)",
 )
 
-__all__ = ["CONNECTOR", "RekindleClient", "customer_key", "send_customers"]
+__all__ = ["CONNECTOR", "RekindleClient", "customer_key", "parse_update_customer",
+           "send_customers"]

@@ -10,6 +10,11 @@ Two things the kit shapes here:
 * ``total_spent`` is a ``Decimal`` and goes out as an exact JSON number (the HTTP core writes
   bodies with :mod:`connectors.jsontext`), whatever its number of digits.
 * A 403 (the plan has no API access) is raised as :class:`AuthError` whose message says so.
+* A 404 other than find-customer's "Customer not found" is about the address (a wrong base
+  URL), not a record: it is raised as :class:`AddressNotFound`, which fails the connection.
+
+``clock``, ``sleep`` and ``deadline_seconds`` pass through to the :class:`HttpClient`; a
+``with client.deadline(at):`` block bounds every request in it.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from typing import Any, Mapping
 
 from connectors.base import CheckResult, ConnectionConfig, Limit
 from connectors.http import (
+    AddressNotFound,
     AuthError,
     BearerAuth,
+    ConfigurationError,
     ConnectorError,
     FatalError,
     HttpClient,
@@ -58,8 +65,11 @@ class RekindleClient(UsesHttp):
                  limits: tuple[Limit, ...] = LIMITS, **http_kwargs: Any) -> None:
         api_key = config.credentials.get("api_key") if config.credentials else None
         if not api_key:
-            raise ValueError("a Rekindle connection needs credentials['api_key']")
-        self.currency = normalise_currency((config.options or {}).get("currency") or "USD")
+            raise ConfigurationError(SERVICE, "a connection needs credentials['api_key']")
+        try:
+            self.currency = normalise_currency((config.options or {}).get("currency") or "USD")
+        except ValueError as exc:
+            raise ConfigurationError(SERVICE, f"options['currency']: {exc}") from None
         self.http = HttpClient(
             SERVICE, config.base_url or DEFAULT_BASE_URL, BearerAuth(api_key), api_key, limits,
             timeout=timeout, retry=retry, storage_uri=storage_uri, time_scale=time_scale,
@@ -83,6 +93,11 @@ class RekindleClient(UsesHttp):
                     status=403, body=exc.body,
                 ) from None
             raise
+        except NotFound as exc:
+            if _is_customer_not_found(exc):
+                raise
+            raise AddressNotFound.from_error(
+                exc, f"{method} {path}: {exc.message} (is the base URL right?)") from None
         try:
             return wire.loads(response.content)
         except ValueError:
@@ -133,7 +148,7 @@ class RekindleClient(UsesHttp):
         try:
             payload = self._get(FIND_PATH, params={"email": email})
         except NotFound as exc:
-            if isinstance(exc.body, dict) and exc.body.get("error") == wire.ERROR_NOT_FOUND:
+            if _is_customer_not_found(exc):
                 return None
             raise  # a 404 for the path itself: a wrong base URL is not "no such customer"
         items = self._hold(_ITEMS, payload, "find-customer")
@@ -164,6 +179,11 @@ class RekindleClient(UsesHttp):
 
     def __repr__(self) -> str:
         return f"RekindleClient({self.http.base_url}, {self.currency})"
+
+
+def _is_customer_not_found(error: NotFound) -> bool:
+    """Rekindle's own "no such customer" (find-customer), as opposed to a 404 for the path."""
+    return isinstance(error.body, dict) and error.body.get("error") == wire.ERROR_NOT_FOUND
 
 
 def _messages(value: Any) -> list[str]:

@@ -243,3 +243,4 @@ def customer_to_wire(customer: Customer, currency: str = "USD") -> dict[str, Any
     if customer.order_count is not None:
         body["purchase_count"] = customer.order_count
     return body
+

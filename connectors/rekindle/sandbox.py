@@ -11,11 +11,14 @@ Serves, under ``BASE_PATH`` (``/api/zapier``), the four documented endpoints:
 * ``GET /actions/find-customer?email=``: a one-element array, or 404
   ``{"error": "Customer not found"}``.
 
-Auth is ``Authorization: Bearer <key>``: exactly the configured key passes; a missing or other
-key is 401; with ``no_api_plan`` the right key is 403 (the plan lacks API access). The kit
-enforces 120 requests per 60 s per key (sliding window) before auth; a 429 carries
-``Retry-After: 30`` and the reference's body (a test that sets the fault knob ``retry_after``
-gets that value instead, on injected and real 429s alike). Every error body is ``{"error": "..."}``.
+Auth is ``Authorization: Bearer <key>`` (:data:`CREDENTIAL`; the scheme is matched
+case-insensitively, as RFC 9110 says of every auth scheme): exactly the configured key passes; a
+missing or other key is 401; with ``no_api_plan`` the right key is 403 (the plan lacks API
+access). The kit enforces 120 requests per 60 s per key (sliding window) before auth, keyed on
+that key alone; requests without the right key share one window per client address. A 429
+carries ``Retry-After: 30`` and the reference's body (a test that sets the fault knob
+``retry_after`` gets that value instead, on injected and real 429s alike). Every error body is
+``{"error": "..."}``.
 
 Sandbox control besides the kit's: ``POST /_sandbox/winback {"email": ...}`` stands for
 Rekindle's own messaging: it records that a win-back message was sent now (409 unless the customer
@@ -37,8 +40,17 @@ Choices where the reference is silent (NOTES.md covers the rest):
   ``updated_at`` with now.
 * Upsert: emails match case-insensitively and are kept lower-cased. Optional fields left out
   keep their stored values; ``null`` clears them. Unknown fields are refused (400 naming them),
-  as are negative ``total_spent`` / ``purchase_count``, strings for numbers, and a blank name.
-  Create and update both answer 200. Ids are UUIDs derived from the email (stable across resets).
+  as are strings for numbers and a blank name. Create and update both answer 200. Ids are UUIDs
+  derived from the email (stable across resets). A refused update stores nothing, and an update
+  is stored only once its answer has been built.
+* Bounds (the reference names none; these are what the sandbox holds): ``total_spent`` from 0
+  to below 10^15 with at most 4 decimal places (:data:`MAX_TOTAL_SPENT`,
+  :data:`TOTAL_SPENT_PLACES`); ``purchase_count`` a whole number from 0 to 2^31 - 1
+  (:data:`MAX_PURCHASE_COUNT`). Outside them (``1e30``, ``-1``, ``1e-9``) is a 400 naming the
+  field.
+* Bodies are read by the kit's bounded parser: JSON nested deeper than 64 levels, ``NaN`` /
+  ``Infinity`` and anything that is not JSON are a 400 ``{"error": "Missing or invalid
+  parameter. ..."}``, never a 500.
 * Win-back attribution: ``returned`` is true, and ``returned_at`` set to now, when an upsert shows
   a new purchase (a later ``last_purchase_date``, or a higher ``purchase_count``) from a customer
   with an open win-back (sent while lapsed or lost). A ``last_purchase_date`` sent that is before
@@ -59,9 +71,10 @@ Choices where the reference is silent (NOTES.md covers the rest):
 from __future__ import annotations
 
 import hmac
+import math
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -72,10 +85,13 @@ from werkzeug.exceptions import HTTPException
 
 from connectors.base import Limit
 from connectors.sandbox_kit import (
+    BEARER,
+    BodyError,
     SandboxConfig,
     SandboxSpec,
     build_sandbox,
     kit_state,
+    parse_json_body,
     synthetic_customers,
 )
 from connectors.sandbox_kit.ratelimit import RateDecision
@@ -84,6 +100,12 @@ from . import wire
 
 BASE_PATH = "/api/zapier"
 LIMITS = (Limit(120, 60),)
+#: How Rekindle reads its key: ``Authorization: Bearer <key>``.
+CREDENTIAL = BEARER
+#: The sandbox's bounds on numbers (Rekindle documents none; see the module docstring).
+MAX_TOTAL_SPENT = Decimal(10) ** 15  # exclusive
+TOTAL_SPENT_PLACES = 4
+MAX_PURCHASE_COUNT = 2**31 - 1
 _CENTS = Decimal("0.01")
 _ID_NAMESPACE = uuid.UUID("5d1c1e9a-6f0b-4c8e-9a57-2b0e3f6d7c41")
 
@@ -176,6 +198,46 @@ class NotEligible(Exception):
     """A win-back for a customer who is not lapsed or lost."""
 
 
+# --- what the sandbox accepts ---------------------------------------------------------------
+
+_PLACES = Decimal(1).scaleb(-TOTAL_SPENT_PLACES)
+_AMOUNT_RANGE = (f"Must be from 0 to less than 10^15, with at most {TOTAL_SPENT_PLACES} "
+                 "decimal places.")
+_COUNT_RANGE = f"Must be a whole number from 0 to {MAX_PURCHASE_COUNT}."
+
+
+class _HeldAmount(wire.JsonNumber):
+    """``total_spent`` within the bounds the sandbox holds."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        number = super()._deserialize(value, attr, data, **kwargs)
+        # The magnitude first: quantize() below is exact only for numbers within the bound.
+        if not 0 <= number < MAX_TOTAL_SPENT or number.quantize(_PLACES) != number:
+            raise wire.ValidationError(_AMOUNT_RANGE)
+        return number
+
+
+class _HeldCount(wire.StrictInteger):
+    """``purchase_count`` within the bounds the sandbox holds; ``1e30`` (a Decimal when read)
+    is refused before any arithmetic on it."""
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, (float, Decimal)) and not (
+                math.isfinite(value) and 0 <= value <= MAX_PURCHASE_COUNT):
+            raise wire.ValidationError(_COUNT_RANGE)
+        number = super()._validated(value)
+        if not 0 <= number <= MAX_PURCHASE_COUNT:
+            raise wire.ValidationError(_COUNT_RANGE)
+        return number
+
+
+class HeldUpdateRequest(wire.UpdateCustomerRequest):
+    """The reference's update-customer body, with numbers the sandbox can hold."""
+
+    total_spent = _HeldAmount(allow_none=True)
+    purchase_count = _HeldCount(allow_none=True)
+
+
 class Rekindle:
     """The service's state: customers by (lower-cased) email, on the sandbox clock."""
 
@@ -212,19 +274,21 @@ class Rekindle:
                 if self._rescore(customer, now):
                     self._touch(customer, now)
 
-    def upsert(self, body: dict[str, Any]) -> tuple[StoredCustomer, bool]:
-        """Create or update by email (``body`` already validated); (customer, returned)."""
+    def upsert(self, body: dict[str, Any]) -> tuple[StoredCustomer, bool, dict[str, Any]]:
+        """Create or update by email (``body`` already validated); (customer, returned, the
+        answer's ``customer``). The change is made on a copy and stored only once the answer
+        is built, so a failure on the way stores nothing."""
         with self.lock:
             now = self.now()
             key = body["email"].strip().lower()
-            customer = self.customers.get(key)
-            if customer is None:
+            stored = self.customers.get(key)
+            if stored is None:
                 customer = StoredCustomer(id=str(uuid.uuid5(_ID_NAMESPACE, key)), name="",
                                           email=key)
-                self.customers[key] = customer
                 previous_date, previous_count = None, None
                 returned = False
             else:
+                customer = replace(stored)
                 previous_date, previous_count = (customer.last_purchase_date,
                                                  customer.purchase_count)
                 returned = None
@@ -238,8 +302,15 @@ class Rekindle:
                 customer.returned_at = now
                 customer.winback_sent_at = None
             self._rescore(customer, now)
+            seq = self._seq
             self._touch(customer, now)
-            return customer, returned
+            try:
+                answer = customer.answer(returned)
+            except Exception:
+                self._seq = seq
+                raise
+            self.customers[key] = customer
+            return customer, returned, answer
 
     @staticmethod
     def _is_return(customer: StoredCustomer, body: dict[str, Any],
@@ -352,16 +423,28 @@ def _rate_limited(decision: RateDecision) -> Response:
     return _error(429, wire.ERROR_TOO_MANY, {"Retry-After": str(seconds)})
 
 
+def _json_body() -> Any:
+    """The request body's JSON value (an empty body reads as null); BodyError otherwise."""
+    return parse_json_body(request.get_data() or b"null", exact=True)
+
+
+def _body_error(exc: BodyError) -> Response:
+    if exc.reason == BodyError.TOO_DEEP:
+        return _error(400, f"Missing or invalid parameter. The body is {exc.message}.")
+    return _error(400, "Missing or invalid parameter. The body must be JSON.")
+
+
 def _blueprint(service: Rekindle, config: SandboxConfig) -> Blueprint:
     api = Blueprint("rekindle", __name__, url_prefix=BASE_PATH)
-    expected = f"Bearer {config.api_key}".encode()
+    expected = config.api_key.encode()
+    schema = HeldUpdateRequest()
 
     @api.before_request
     def _authenticate() -> Response | None:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or not header[7:].strip():
+        presented = CREDENTIAL.read(request)
+        if presented is None:
             return _error(401, ERROR_MISSING_KEY)
-        if not hmac.compare_digest(header.encode(), expected):
+        if not hmac.compare_digest(presented.encode(), expected):
             return _error(401, ERROR_BAD_KEY)
         if config.no_api_plan:
             return _error(403, ERROR_PLAN)
@@ -379,20 +462,20 @@ def _blueprint(service: Rekindle, config: SandboxConfig) -> Blueprint:
     @api.post("/actions/update-customer")
     def update_customer() -> Response:
         try:
-            raw = wire.loads(request.get_data() or b"null")
-        except ValueError:
-            return _error(400, "Missing or invalid parameter. The body must be JSON.")
+            raw = _json_body()
+        except BodyError as exc:
+            return _body_error(exc)
         if not isinstance(raw, dict):
             return _error(400, "Missing or invalid parameter. The body must be a JSON object.")
         try:
-            body = wire.UpdateCustomerRequest().load(raw)
+            body = schema.load(raw)
         except wire.ValidationError as exc:
             return _error(400, wire.error_message(exc.messages))
         rejected = kit_state(current_app).faults.rejects(body["email"].strip().lower())
         if rejected:
             return _error(400, rejected)
-        customer, returned = service.upsert(body)
-        return _json({"customer": customer.answer(returned)})
+        _, _, answer = service.upsert(body)
+        return _json({"customer": answer})
 
     @api.get("/actions/find-customer")
     def find_customer() -> Response:
@@ -413,7 +496,10 @@ def _control(service: Rekindle) -> Blueprint:
 
     @control.post("/winback")
     def winback() -> Response:
-        body = request.get_json(silent=True)
+        try:
+            body = _json_body()
+        except BodyError as exc:
+            return _body_error(exc)
         email = body.get("email") if isinstance(body, dict) else None
         if not isinstance(email, str) or not email.strip():
             return _error(400, "winback takes a JSON object with an email")
@@ -429,7 +515,12 @@ def _control(service: Rekindle) -> Blueprint:
 
     @control.post("/seed")
     def seed() -> Response:
-        body = request.get_json(silent=True) or {}
+        try:
+            body = _json_body() or {}
+        except BodyError as exc:
+            return _body_error(exc)
+        if not isinstance(body, dict):
+            return _error(400, "seed takes {\"customers\": n, \"seed\": s} (integers)")
         n, seed_value = body.get("customers", 0), body.get("seed", 0)
         if (isinstance(n, bool) or not isinstance(n, int) or n < 0
                 or isinstance(seed_value, bool) or not isinstance(seed_value, int)):
@@ -464,7 +555,7 @@ def create_sandbox(config: SandboxConfig) -> Flask:
 
     app = build_sandbox(
         "rekindle", config, record_counts=record_counts, record_lookup=record_lookup,
-        rate_limited=_rate_limited, limits=LIMITS, on_reset=on_reset,
+        rate_limited=_rate_limited, limits=LIMITS, on_reset=on_reset, credential=CREDENTIAL,
     )
     app.json = _ExactJSON(app)
     app.json.sort_keys = False
@@ -493,4 +584,5 @@ SANDBOX = SandboxSpec(
     create=create_sandbox,
     limits=LIMITS,
     description="Rekindle's Zapier API: two polling triggers, update-customer, find-customer",
+    credential=CREDENTIAL,
 )

@@ -97,6 +97,7 @@ CONNECTOR = ConnectorSpec(
     reads=frozenset(),
     operations=OPERATIONS,
     make_client=make_client,
+    inbound=mapping.INBOUND,
     auth="x-replenit-auth-key: <API key>; the tenant id (a GUID) is a path segment. A missing "
          "or wrong key answers 401, an unknown tenant 404.",
 )

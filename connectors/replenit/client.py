@@ -12,6 +12,9 @@ errors that never carry the key.
   resends the remaining valid records of a batch **once** and reports only the records the
   service named in ``WriteResult.rejected``. Records that cannot be mapped at all (a line in
   another currency than its order) are rejected locally under ``"$"`` without a request.
+- Replenit answers 404 only for an unknown tenant (or path): every 404 is raised as
+  :class:`~connectors.http.AddressNotFound`, which fails the connection rather than
+  dead-letter every record sent to a wrong tenant.
 - :meth:`ReplenitClient.check`: Replenit has no read endpoint, so the check POSTs an empty
   array to ``/customers/{tenantId}``: nothing can change, a 401 means a bad key, a 404 an
   unknown tenant, and a 200 (or a 400 about the body, which means key and tenant passed) a
@@ -30,7 +33,9 @@ from urllib.parse import quote
 
 from connectors.base import CheckResult, ConnectionConfig, Limit, WriteResult
 from connectors.http import (
+    AddressNotFound,
     AuthError,
+    ConfigurationError,
     ConnectorError,
     HeaderAuth,
     HttpClient,
@@ -88,23 +93,39 @@ class ReplenitClient(UsesHttp):
         timeout: tuple[float, float] = (5.0, 30.0),
         sleep: Callable[[float], None] = time.sleep,
         margin: float = MARGIN,
+        clock: Callable[[], float] = time.time,
+        deadline_seconds: float | None = None,
     ) -> None:
         key = config.credentials.get("api_key")
         if not key:
-            raise ValueError("a Replenit connection needs credentials['api_key']")
+            raise ConfigurationError(SERVICE, "a connection needs credentials['api_key']")
         tenant = config.options.get("tenant_id")
         if not tenant:
-            raise ValueError("a Replenit connection needs options['tenant_id']")
+            raise ConfigurationError(SERVICE, "a connection needs options['tenant_id']")
         self.tenant_id = str(tenant)
+        try:
+            _segment(self.tenant_id)
+        except ValueError as exc:
+            raise ConfigurationError(SERVICE, f"options['tenant_id']: {exc}") from None
         self.base_url = config.base_url.rstrip("/")
         self.http = HttpClient(
             SERVICE, self.base_url, HeaderAuth(wire.AUTH_HEADER, key), key, CLIENT_LIMITS,
             timeout=timeout, retry=retry, storage_uri=storage_uri, sleep=sleep,
-            time_scale=time_scale, margin=margin,
+            time_scale=time_scale, margin=margin, clock=clock,
+            deadline_seconds=deadline_seconds,
         )
 
     def _path(self, resource: str, *rest: str) -> str:
         return "/".join([resource, _segment(self.tenant_id), *map(_segment, rest)])
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``http.json`` where every 404 is about the connection: Replenit answers 404 only for
+        an unknown tenant or path (a delete of an unknown record is a success, count 0)."""
+        try:
+            return self.http.json(method, path, **kwargs)
+        except NotFound as exc:
+            raise AddressNotFound.from_error(
+                exc, f"{exc.message} (is options['tenant_id'] or the base URL wrong?)") from None
 
     # ---- upserts
 
@@ -112,7 +133,7 @@ class ReplenitClient(UsesHttp):
         """One POST of wire records (at most the endpoint's maximum); the envelope's ``data``."""
         if len(records) > wire.BATCH_MAX[kind]:
             raise ValueError(f"at most {wire.BATCH_MAX[kind]} {kind} a request")
-        body = self.http.json("POST", self._path(kind), json=list(records))
+        body = self._json("POST", self._path(kind), json=list(records))
         return body.get("data", {}) if isinstance(body, dict) else {}
 
     def upsert(self, kind: str, records: Sequence[Mapping[str, Any]]) -> int:
@@ -143,7 +164,7 @@ class ReplenitClient(UsesHttp):
     # ---- deletes (idempotent: an unknown record answers success, count 0)
 
     def _delete(self, path: str, params: dict[str, str] | None = None) -> int:
-        body = self.http.json("DELETE", path, params=params)
+        body = self._json("DELETE", path, params=params)
         data = body.get("data", {}) if isinstance(body, dict) else {}
         return int(data.get("count", 0) or 0) if isinstance(data, dict) else 0
 

@@ -33,6 +33,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Mapping
 
+from marshmallow import ValidationError
+
 from gateway.model import (
     Consent,
     Customer,
@@ -46,12 +48,13 @@ from gateway.model import (
     normalise_phone,
 )
 
-from .wire import format_datetime, parse_datetime
+from .wire import EMAIL_INVALID, SCHEMAS, format_datetime, parse_datetime
 
 __all__ = [
     "DROPPED_FIELDS",
     "EXCLUDED_KEY",
     "customer_key",
+    "INBOUND",
     "customer_to_wire",
     "gdpr_optin",
     "order_to_wire",
@@ -346,3 +349,98 @@ def product_delete_key(record: Product | Mapping[str, Any] | str) -> str:
 def variant_delete_key(record: Mapping[str, Any]) -> tuple[str, str]:
     """``(product_id, variant_id)`` of DELETE /products/{tenantId}/{productId}/variants/{id}."""
     return str(record["product_id"]), str(record["variant_id"])
+
+
+# --- inbound: Replenit's shapes posted to the gateway (see connectors.base.InboundParser) ----
+
+
+def _checked(kind: str, record: Any) -> None:
+    """Validate one record with the wire schema Replenit itself applies; a ValidationError's
+    messages use Replenit's field names."""
+    if not isinstance(record, Mapping):
+        raise ValidationError({"_schema": ["The record must be a JSON object."]})
+    SCHEMAS[kind]().load(record)
+
+
+def _precision(value: Any, currency: str, field: str, errors: dict) -> None:
+    try:
+        _money(value, currency)
+    except MoneyError as exc:
+        errors[field] = [str(exc)]
+
+
+def parse_order(record: Any, context: Mapping[str, Any]) -> list[Order]:
+    """The ``orders`` topic: one Replenit order (``CustomerId`` is the shop's customer id)."""
+    _checked("orders", record)
+    currency = record["Currency"]
+    errors: dict[str, Any] = {}
+    _precision(record["TotalRevenue"], currency, "TotalRevenue", errors)
+    lines: dict[int, Any] = {}
+    for i, item in enumerate(record["OrderItems"]):
+        item_errors: dict[str, Any] = {}
+        _precision(item["Price"], currency, "Price", item_errors)
+        _precision(item.get("OriginalPrice"), currency, "OriginalPrice", item_errors)
+        if item_errors:
+            lines[i] = item_errors
+    if lines:
+        errors["OrderItems"] = lines
+    if errors:
+        raise ValidationError(errors)
+    order = wire_to_order(record)
+    order.source = "replenit"
+    return [order]
+
+
+def parse_customer(record: Any, context: Mapping[str, Any]) -> list[Customer]:
+    """The ``customers`` topic: one Replenit customer."""
+    _checked("customers", record)
+    return [wire_to_customer(record)]
+
+
+def parse_product(record: Any, context: Mapping[str, Any]) -> list[Product]:
+    """The ``products`` topic: one Replenit product with its variants."""
+    _checked("products", record)
+    variants: dict[int, Any] = {}
+    for i, variant in enumerate(record["ProductVariants"]):
+        errors: dict[str, Any] = {}
+        currency = variant.get("Currency")
+        _precision(variant["OriginalPrice"], currency, "OriginalPrice", errors)
+        _precision(variant.get("SalePrice"), currency, "SalePrice", errors)
+        if errors:
+            variants[i] = errors
+    if variants:
+        raise ValidationError({"ProductVariants": variants})
+    return [wire_to_product(record)]
+
+
+def parse_erasure(record: Any, context: Mapping[str, Any]) -> list[Customer]:
+    """The ``erasures`` topic: the delete-customer query as JSON (``{"customerId"?,
+    "email"?}``, at least one), as a customer holding only that identity."""
+    if not isinstance(record, Mapping):
+        raise ValidationError({"_schema": ["The record must be a JSON object."]})
+    unknown = sorted(set(record) - {"customerId", "email"})
+    errors: dict[str, list[str]] = {k: ["Unknown field."] for k in unknown}
+    customer_id, email = record.get("customerId"), record.get("email")
+    for name, value in (("customerId", customer_id), ("email", email)):
+        if value is not None and not isinstance(value, str):
+            errors[name] = [f"The {name} field must be a string."]
+    if not errors and not (customer_id or email):
+        errors["customerId"] = ["The customerId or email field is required."]
+    if not errors and email:
+        try:
+            email = normalise_email(email)
+        except ValueError:
+            errors["email"] = [EMAIL_INVALID]
+    if errors:
+        raise ValidationError(errors)
+    return [Customer(email=email or None,
+                     external_ids={"replenit": customer_id} if customer_id else {})]
+
+
+#: The inbound formats this connector parses, by ingest topic.
+INBOUND = {
+    "orders": parse_order,
+    "customers": parse_customer,
+    "products": parse_product,
+    "erasures": parse_erasure,
+}

@@ -19,13 +19,18 @@ Choices where the reference is silent (NOTES.md first, then these):
   with another tenant id is a 404 ``Tenant not found``. Only the configured key and tenant are
   accepted. Failure bodies use the envelope: ``{"success": false, "message": ..., "data": {}}``.
 - **Rate limits**: 100 in any sliding 60 s window AND 5,000 in any sliding 3,600 s window, per
-  key header value (counted by the kit before auth, so bad keys count against their own
-  windows). EVERY service response, errors and 429s included, carries ``X-RateLimit-Limit``,
-  ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (epoch seconds, service clock) of the
+  key (:data:`CREDENTIAL`: the ``x-replenit-auth-key`` value, the one thing the service reads
+  its key from; no other header counts), counted by the kit before auth; every request without
+  the right key counts against one pair of windows per client address. EVERY service
+  response, errors and 429s included, carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining``
+  and ``X-RateLimit-Reset`` (epoch seconds, service clock) of the
   *tightest* window: the one with the fewest requests left (the minute window normally; the hour
   window once fewer than the minute's remain in it). A 429 also carries ``Retry-After`` (whole
   service seconds until every window has room) and the body ``{"success": false, "message":
   "Rate limit exceeded. Retry after N seconds.", "data": {}}``. A 429 costs nothing.
+- **Bodies** are read by the kit's bounded parser: JSON nested deeper than 64 levels, ``NaN`` /
+  ``Infinity`` and anything else that is not JSON are a 400 ``Validation failed`` keyed ``$``.
+  Any unexpected failure is a 500 in the envelope (``Server error.``), never an HTML page.
 - **Validation** (400, ``{"success": false, "message": "Validation failed", "data": {},
   "errors": {...}}``, rules and messages in :mod:`.wire`): errors about the body as a whole (not
   JSON, not an array, more records than the endpoint's maximum) are keyed ``$``; record errors
@@ -65,6 +70,7 @@ numbers exact.
 
 from __future__ import annotations
 
+import hmac
 import threading
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -72,13 +78,17 @@ from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException
 
 from connectors.sandbox_kit import (
+    BodyError,
+    HeaderCredential,
     RateDecision,
     SandboxConfig,
     SandboxSpec,
     build_sandbox,
     kit_state,
+    parse_json_body,
     synthetic_customers,
 )
 
@@ -87,6 +97,8 @@ from . import wire
 BASE_PATH = ""
 NAME = "replenit"
 AUTH_HEADER = wire.AUTH_HEADER
+#: How Replenit reads its key: the whole ``x-replenit-auth-key`` value.
+CREDENTIAL = HeaderCredential(AUTH_HEADER)
 LIMITS = wire.LIMITS
 DEFAULT_TENANT = "00000000-0000-4000-8000-000000000000"
 
@@ -297,7 +309,7 @@ def create_sandbox(config: SandboxConfig) -> Flask:
     app = build_sandbox(
         NAME, config, record_counts=store.counts, record_lookup=store.lookup,
         rate_limited=rate_limited, rate_headers=True, limits=LIMITS,
-        on_reset=lambda: reseed(config.seed_customers),
+        on_reset=lambda: reseed(config.seed_customers), credential=CREDENTIAL,
     )
     app.json = _ExactJson(app)
     kit = kit_state(app)
@@ -311,10 +323,12 @@ def create_sandbox(config: SandboxConfig) -> Flask:
                              "data": {"count": count, "processedAt": now_text()}})
 
     api = Blueprint("replenit", __name__)
+    expected_key = config.api_key.encode()
 
     @api.before_request
     def _auth_then_tenant() -> Response | None:
-        if request.headers.get(AUTH_HEADER) != config.api_key:
+        presented = CREDENTIAL.read(request)
+        if presented is None or not hmac.compare_digest(presented.encode(), expected_key):
             return _failure(401, "Unauthorized: missing or invalid x-replenit-auth-key.")
         if (request.view_args or {}).get("tenant_id") != tenant:
             return _failure(404, "Tenant not found.")
@@ -322,9 +336,9 @@ def create_sandbox(config: SandboxConfig) -> Flask:
 
     def upsert(kind: str) -> Response:
         try:
-            body = wire.loads(request.get_data())
-        except ValueError:
-            return _validation_failed({"$": ["The request body is not valid JSON."]})
+            body = parse_json_body(request.get_data(), exact=True)
+        except BodyError as exc:
+            return _validation_failed({"$": [_body_message(exc)]})
         records, errors = wire.validate_batch(kind, body)
         if not errors:
             errors = _rejected_by_faults(kind, records)
@@ -393,7 +407,12 @@ def create_sandbox(config: SandboxConfig) -> Flask:
 
     @app.post("/_sandbox/seed")
     def _seed() -> Response:
-        body = request.get_json(silent=True) or {}
+        try:
+            body = parse_json_body(request.get_data() or b"{}")
+        except BodyError as exc:
+            return _answer(400, {"error": _body_message(exc)})
+        if not isinstance(body, dict):
+            return _answer(400, {"error": "seed takes a JSON object"})
         n, seed = body.get("customers", 0), body.get("seed", 0)
         if not isinstance(n, int) or isinstance(n, bool) or n < 0 or not isinstance(seed, int):
             return _answer(400, {"error": "customers and seed must be non-negative integers"})
@@ -412,8 +431,24 @@ def create_sandbox(config: SandboxConfig) -> Flask:
             response.headers["Allow"] = ", ".join(valid)
         return response
 
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        return _failure(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def _crash(_: Exception) -> Response:
+        return _failure(500, "Server error.")
+
     return app
 
 
+def _body_message(exc: BodyError) -> str:
+    """The ``$`` message for a body the kit's parser refused."""
+    if exc.reason == BodyError.TOO_DEEP:
+        return f"The request body is {exc.message}."
+    return "The request body is not valid JSON."
+
+
 SANDBOX = SandboxSpec(name=NAME, base_path=BASE_PATH, create=create_sandbox, limits=LIMITS,
-                      description="Replenit ingestion API: batch upserts and deletes")
+                      description="Replenit ingestion API: batch upserts and deletes",
+                      credential=CREDENTIAL)

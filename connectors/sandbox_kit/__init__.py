@@ -1,4 +1,5 @@
-"""What the four sandboxes share: rate limits, fault knobs, a clock, stats, seeding, the command.
+"""What the four sandboxes share: rate limits, fault knobs, a clock, stats, seeding, the command,
+how a service reads its credential, and one bounded JSON body parser.
 
 See docs/connector-kit.md for the contract and :mod:`connectors.sandbox_kit.app` for the
 ``/_sandbox/*`` endpoints (stats, requests-log, faults, reset, records, clock).
@@ -9,20 +10,25 @@ from .app import (
     SandboxSpec,
     SandboxState,
     build_sandbox,
-    default_limit_key,
     kit_state,
 )
 from .cli import add_arguments, run
-from .clock import SandboxClock
+from .clock import ManualClock, SandboxClock
+from .credentials import BEARER, HeaderCredential
 from .faults import FaultPlan, FaultSettings
+from .jsonbody import BodyError, parse_json_body
 from .ratelimit import RateDecision, RateLimiter, SlidingWindow
 from .server import RunningSandbox, start_sandbox
 from .stats import Stats
 from .synthetic import Synthetic, SyntheticLine, SyntheticOrder, synthetic_customers
 
 __all__ = [
+    "BEARER",
+    "BodyError",
     "FaultPlan",
     "FaultSettings",
+    "HeaderCredential",
+    "ManualClock",
     "RateDecision",
     "RateLimiter",
     "RunningSandbox",
@@ -37,8 +43,8 @@ __all__ = [
     "SyntheticOrder",
     "add_arguments",
     "build_sandbox",
-    "default_limit_key",
     "kit_state",
+    "parse_json_body",
     "run",
     "start_sandbox",
     "synthetic_customers",

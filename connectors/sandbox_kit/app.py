@@ -22,6 +22,14 @@ the returned app. The kit's own endpoints:
 ``GET /_sandbox/clock``, ``POST /_sandbox/clock`` ``{"advance": seconds}``
     read or jump the service clock.
 
+Rate limits are per credential, as the service itself reads it: the connector declares a
+:class:`~connectors.sandbox_kit.credentials.HeaderCredential` (``credential=``, Bearer by
+default) and the limiter keys a request on the key it presents when that is the configured key,
+and on nothing else (not the header's spelling, not any other header). A request that presents
+no key, or another one, cannot be told apart from any other unauthenticated request: all of
+those from one client address share one budget (``client:<address>``), so varying a bad key
+cannot buy more requests either.
+
 Injected 429s (``burst_429``) are answered through the connector's ``rate_limited`` with a
 decision whose ``retry_after`` is ``faults.retry_after`` if set, else the shortest enforced
 window's length (1 without limits), in service seconds; a connector whose service names a fixed
@@ -31,6 +39,7 @@ Retry-After may answer with its own.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib
 import math
 import socket
@@ -44,7 +53,9 @@ from flask import Flask, Request, Response, g, jsonify, request
 from connectors.base import Limit
 
 from .clock import SandboxClock
+from .credentials import BEARER, HeaderCredential
 from .faults import FaultPlan
+from .jsonbody import BodyError, parse_json_body
 from .ratelimit import RateDecision, RateLimiter
 from .stats import Stats
 
@@ -73,18 +84,19 @@ class SandboxSpec:
     create: Callable[[SandboxConfig], Flask]
     limits: tuple[Limit, ...] = ()
     description: str = ""
+    credential: HeaderCredential = BEARER  # how the service reads its key
 
 
 class SandboxState:
     """The kit's objects for one app, kept on ``app.extensions["sandbox"]``.
 
-    Attributes ``name``, ``config``, ``clock``, ``limiter``, ``faults``, ``stats``, ``limits``;
-    ``state["faults"]`` works too.
+    Attributes ``name``, ``config``, ``clock``, ``limiter``, ``faults``, ``stats``, ``limits``,
+    ``credential``; ``state["faults"]`` works too.
     """
 
     def __init__(self, name: str, config: SandboxConfig, clock: SandboxClock,
                  limiter: RateLimiter, faults: FaultPlan, stats: Stats,
-                 limits: tuple[Limit, ...]) -> None:
+                 limits: tuple[Limit, ...], credential: HeaderCredential = BEARER) -> None:
         self.name = name
         self.config = config
         self.clock = clock
@@ -92,23 +104,25 @@ class SandboxState:
         self.faults = faults
         self.stats = stats
         self.limits = limits
+        self.credential = credential
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
+
+    def limit_key(self, req: Request) -> str:
+        """What the limiter counts ``req`` against (see the module docstring): the service's
+        credential when ``req`` presents the configured key, else the client's address."""
+        presented = self.credential.read(req)
+        if presented is not None and hmac.compare_digest(
+                presented.encode("utf-8", "surrogateescape"),
+                self.config.api_key.encode("utf-8", "surrogateescape")):
+            return "credential:" + hashlib.sha256(presented.encode()).hexdigest()[:24]
+        return "client:" + (req.remote_addr or "unknown")
 
 
 def kit_state(app: Flask) -> SandboxState:
     """The :class:`SandboxState` of a sandbox app."""
     return app.extensions["sandbox"]
-
-
-def default_limit_key(req: Request) -> str:
-    """What the limiter counts per: a hash of the credential header (or the client address)."""
-    for name, value in req.headers.items():
-        lowered = name.lower()
-        if lowered == "authorization" or lowered.endswith("-key") or "auth" in lowered:
-            return hashlib.sha256(value.encode()).hexdigest()[:24]
-    return req.remote_addr or "anonymous"
 
 
 def documented_limits(name: str) -> tuple[Limit, ...]:
@@ -129,19 +143,21 @@ def build_sandbox(
     rate_headers: bool = False,
     limits: Sequence[Limit] | None = None,
     on_reset: Callable[[], None] | None = None,
-    limit_key: Callable[[Request], str] = default_limit_key,
+    credential: HeaderCredential = BEARER,
 ) -> Flask:
     """The common sandbox app (see the module docstring for what it serves).
 
     Limits: ``config.limits`` if set, else ``limits``, else the connector's documented
-    ``CONNECTOR.limits``; none at all when ``config.rate_limits`` is False.
+    ``CONNECTOR.limits``; none at all when ``config.rate_limits`` is False. ``credential`` is
+    how the service reads its key; the limiter keys on it (:meth:`SandboxState.limit_key`).
     """
     chosen = tuple(config.limits if config.limits is not None
                    else limits if limits is not None else documented_limits(name))
     enforced = chosen if config.rate_limits else ()
     clock = config.clock or SandboxClock(config.rate_scale)
     state = SandboxState(name, config, clock, RateLimiter(enforced, clock), FaultPlan(),
-                         Stats(), enforced)
+                         Stats(), enforced, credential)
+    limit_key = state.limit_key
 
     app = Flask(f"sandbox_{name}")
     app.extensions["sandbox"] = state
@@ -204,7 +220,7 @@ def build_sandbox(
     @app.route("/_sandbox/faults", methods=["GET", "POST"])
     def _faults() -> Response | tuple[Response, int]:
         if request.method == "POST":
-            body = request.get_json(silent=True)
+            body = _json_object()
             if not isinstance(body, dict):
                 return jsonify({"error": "expected a JSON object of fault settings"}), 400
             try:
@@ -232,7 +248,7 @@ def build_sandbox(
     @app.route("/_sandbox/clock", methods=["GET", "POST"])
     def _clock() -> Response | tuple[Response, int]:
         if request.method == "POST":
-            body = request.get_json(silent=True) or {}
+            body = _json_object() or {}
             seconds = body.get("advance")
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
                 return jsonify({"error": "advance must be a non-negative number"}), 400
@@ -240,6 +256,15 @@ def build_sandbox(
         return jsonify({"now": clock.now(), "rate_scale": clock.rate_scale})
 
     return app
+
+
+def _json_object() -> dict | None:
+    """The request's JSON object body for a kit route; None when it is not one."""
+    try:
+        body = parse_json_body(request.get_data())
+    except BodyError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _injected_decision(state: SandboxState, key: str) -> RateDecision:

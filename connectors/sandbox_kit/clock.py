@@ -46,3 +46,18 @@ class SandboxClock:
 
     def __repr__(self) -> str:
         return f"SandboxClock(rate_scale={self.rate_scale})"
+
+
+class ManualClock(SandboxClock):
+    """A service clock that moves only when :meth:`advance` moves it.
+
+    For tests that count requests inside a window: on it, however slowly the machine runs them,
+    every request of the test falls at the same instant unless the test says otherwise.
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        super().__init__(1.0, start)
+
+    def now(self) -> float:
+        with self._lock:
+            return self._start + self._offset

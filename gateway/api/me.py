@@ -4,27 +4,32 @@ from __future__ import annotations
 
 from flask import g
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
-from gateway.api.auth import SECURITY, requires
+from gateway.api.auth import requires
+from gateway.api.blueprint import RATE_LIMIT_HEADERS, Blueprint
 
 blp = Blueprint("me", __name__, description="The key in use")
 
 
 class MeSchema(Schema):
-    tenant_id = fields.String()
-    tenant_name = fields.String()
-    key_id = fields.String()
-    scope = fields.String()
+    tenant_id = fields.String(required=True, metadata={"description": "the key's tenant"})
+    tenant_name = fields.String(required=True)
+    key_id = fields.String(required=True, metadata={"description": "the key's public id"})
+    scope = fields.String(required=True, validate=validate.OneOf(["admin", "zapier"]),
+                          metadata={"description": "what the key may do"})
+
+
+ME_EXAMPLE = {"tenant_id": "ten_01m8sz4n58r5sd7n26jbhthzf8", "tenant_name": "My shop",
+              "key_id": "key_01m8sz4n59s6d24h877mptmm52", "scope": "admin"}
 
 
 @blp.route("/me")
 class Me(MethodView):
     decorators = [requires("zapier")]
 
-    @blp.doc(security=SECURITY)
-    @blp.response(200, MeSchema)
+    @blp.key_responses("zapier")
+    @blp.response(200, MeSchema, headers=RATE_LIMIT_HEADERS, example=ME_EXAMPLE)
     def get(self):
         """The tenant and scope of the API key used."""
         key = g.api_key

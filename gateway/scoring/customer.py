@@ -12,7 +12,7 @@ from gateway.model import Event, utc
 from gateway.scoring.items import FIRST_STATUS_EVENTS, customer_item, planned_events
 from gateway.scoring.rules import WINBACK_STATUSES, Rules, check_status
 from gateway.scoring.sql import SqlDialect, facts_params, facts_sql
-from gateway.store.events import append_event
+from gateway.store.events import append_event, lock_tenant_events
 from gateway.store.tables import customers
 from gateway.store.tenants import get_settings
 from gateway.store.types import UTCDateTime, utcnow
@@ -22,7 +22,11 @@ _TIMES = ("first_at", "last_at", "returned_at", "old_returned_at", "status_chang
 
 
 def _lock(conn: Connection, tenant_id: str, customer_id: str) -> Any:
-    """The customer's row, locked for the rest of the transaction on PostgreSQL."""
+    """The customer's row, locked for the rest of the transaction on PostgreSQL.
+
+    The tenant's event lock comes first: every transaction that writes events takes it before
+    any row lock (see :func:`gateway.store.events.lock_tenant_events`), so none deadlocks."""
+    lock_tenant_events(conn, tenant_id)
     return conn.execute(
         select(customers).where(customers.c.tenant_id == tenant_id, customers.c.id == customer_id)
         .with_for_update()

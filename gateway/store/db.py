@@ -1,15 +1,24 @@
-"""Opening the database: engines for SQLite (WAL) and PostgreSQL, and applying migrations."""
+"""Opening the database: engines for SQLite (WAL) and PostgreSQL, and applying migrations.
+
+The embedded default keeps its files private to the owner: the instance folder is created
+0700, and a SQLite database file is created 0600 before SQLite opens it. SQLite gives the
+``-wal`` and ``-shm`` files it makes later the main file's permissions, so they are 0600 too.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 
 from gateway.settings import Settings, SettingsError
 
@@ -18,9 +27,64 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+#: The files SQLite keeps beside a database file.
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file a ``sqlite://`` URL names; None for in-memory and ``file:`` URIs."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty and owner-only (0600) unless it exists (SQLite accepts an empty
+    file as a new database). A missing folder is a :class:`SettingsError` naming the file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise SettingsError(f"cannot create the SQLite database {path}: "
+                            f"{exc.strerror or exc}") from None
+    os.close(fd)
+
+
+def prepare_instance_folder(path: Path) -> None:
+    """Create the instance folder owner-only (0700), or check that an existing one is a
+    folder this process can write; anything else is a :class:`SettingsError`."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"GATEWAY_INSTANCE_PATH {str(path)!r} cannot be used as the "
+                            f"instance folder: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SettingsError(f"GATEWAY_INSTANCE_PATH {str(path)!r} is not writable by this "
+                            "process")
+
+
+def _restrict_existing(database: Path) -> None:
+    """Tighten the embedded database's files left readable by others by an older release."""
+    for suffix in SQLITE_COMPANIONS:
+        path = database.with_name(database.name + suffix)
+        try:
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(path, 0o600)
+                log.warning("made %s owner-only (it was %o)", path, mode)
+        except FileNotFoundError:
+            continue
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout."""
+    """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout, and a new
+    database file is created owner-only (0600) first."""
     if url.startswith("sqlite"):
+        path = sqlite_file(url)
+        if path is not None:
+            create_private_file(path)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -29,6 +93,9 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # Deleted and overwritten content is zeroed, so an erased customer's data does not
+            # linger in free space (gateway/store/erasure.py).
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -65,7 +132,8 @@ def open_engine(settings: Settings, *, migrate: bool | None = None) -> Engine:
     external database is migrated by ``python app.py db upgrade`` (or ``migrate=True``).
     """
     if settings.embedded:
-        settings.instance_path.mkdir(parents=True, exist_ok=True)
+        prepare_instance_folder(settings.instance_path)
+        _restrict_existing(settings.sqlite_path)
     engine = make_engine(settings.effective_database_url)
     if migrate is None:
         migrate = settings.embedded
@@ -90,3 +158,20 @@ def ping(engine: Engine) -> bool:
     except Exception:  # any driver error means "not ready"
         log.warning("database ping failed", exc_info=True)
         return False
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the write lock from its first statement, committed at the end
+    of the block (rolled back on an error).
+
+    On SQLite it starts with ``BEGIN IMMEDIATE``: a deferred transaction that reads and then
+    writes can find another writer got there first and fail with "database is locked" instead
+    of waiting; an immediate one waits for the lock (the busy timeout) before it reads. On
+    PostgreSQL it is a plain transaction (row locks do the work there).
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+        conn.commit()

@@ -3,12 +3,19 @@
 Upserts merge: a field the incoming record leaves empty (``None``, or an empty list/dict) keeps
 the stored value, so a webhook that sends only an email and a phone does not wipe a name. The
 same record twice leaves one row with the later values.
+
+Every upsert says what it did: ``outcome`` is ``created``, ``updated`` or ``unchanged`` (a
+record that changes nothing writes nothing, not even ``updated_at``), and ``changed`` names the
+columns it changed (``external_ids`` and ``lines`` / ``variants`` for the child rows). The
+customer and order results still unpack as the tuples they always were
+(``customer_id, created = upsert_customer(...)``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Mapping
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
@@ -22,6 +29,7 @@ from gateway.model import (
     Product,
     Variant,
     normalise_email,
+    utc,
 )
 from gateway.store.tables import (
     customer_external_ids,
@@ -170,59 +178,139 @@ def find_customer(conn: Connection, tenant_id: str, *, email: str | None = None,
     return get_customer(conn, tenant_id, found) if found else None
 
 
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+
+
+class CustomerWrite(tuple):
+    """``(customer_id, created)``, as :func:`upsert_customer` always returned, with
+    ``outcome`` and ``changed`` (the columns written; ``external_ids`` when those changed)."""
+
+    id: str
+    outcome: str
+    changed: frozenset[str]
+
+    def __new__(cls, customer_id: str, outcome: str,
+                changed: frozenset[str] = frozenset()) -> "CustomerWrite":
+        self = super().__new__(cls, (customer_id, outcome == CREATED))
+        self.id, self.outcome, self.changed = customer_id, outcome, frozenset(changed)
+        return self
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == CREATED
+
+
+def _differs(stored: Any, new: Any) -> bool:
+    if isinstance(stored, datetime) and isinstance(new, datetime):
+        return utc(stored) != utc(new)
+    return stored != new
+
+
+def _changed_columns(row: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values that differ from what ``row`` holds."""
+    return {k: v for k, v in values.items() if _differs(getattr(row, k), v)}
+
+
 def _set_external_ids(conn: Connection, tenant_id: str, customer_id: str,
-                      external_ids: dict[str, str]) -> None:
-    for service, external_id in external_ids.items():
-        if not external_id:
+                      external_ids: Mapping[str, str]) -> bool:
+    """Give the customer these external ids (one per service); returns whether any changed.
+
+    An external id another customer of the tenant holds moves to this one: the latest record
+    that names it says whose it is.
+    """
+    wanted = {service: str(ext) for service, ext in external_ids.items() if ext and service}
+    if not wanted:
+        return False
+    held = _external_ids_of(conn, tenant_id, [customer_id])[customer_id]
+    changed = False
+    for service, external_id in wanted.items():
+        if held.get(service) == external_id:
             continue
+        changed = True
+        conn.execute(delete(customer_external_ids).where(
+            customer_external_ids.c.tenant_id == tenant_id,
+            customer_external_ids.c.service == service,
+            customer_external_ids.c.external_id == external_id,
+            customer_external_ids.c.customer_id != customer_id))
         upsert(conn, customer_external_ids,
                {"tenant_id": tenant_id, "customer_id": customer_id, "service": service,
-                "external_id": str(external_id)},
+                "external_id": external_id},
                keys=["tenant_id", "service", "customer_id"], update=["external_id"])
+    return changed
+
+
+def _existing_customer(conn: Connection, tenant_id: str, customer: Customer,
+                       email: str | None) -> Any:
+    """The stored row this customer is: by the gateway id (only this tenant's), else by email,
+    else by any of its external ids."""
+    where = customers.c.tenant_id == tenant_id
+    if customer.id:
+        row = conn.execute(select(customers).where(where, customers.c.id == customer.id)).first()
+        if row is not None:
+            return row
+    if email:
+        row = conn.execute(select(customers).where(where, customers.c.email == email)).first()
+        if row is not None:
+            return row
+    for service, external_id in customer.external_ids.items():
+        found = customer_id_for(conn, tenant_id, service=service, external_id=external_id)
+        if found:
+            return conn.execute(select(customers).where(where, customers.c.id == found)).first()
+    return None
 
 
 def upsert_customer(conn: Connection, tenant_id: str, customer: Customer,
-                    *, source: str | None = None) -> tuple[str, bool]:
-    """Insert or merge a customer, keyed by email, else by any of its external ids.
+                    *, source: str | None = None,
+                    now: datetime | None = None) -> CustomerWrite:
+    """Insert or merge a customer: the row with its gateway id (this tenant's only), else its
+    email, else any of its external ids. A match by id or external id takes the record's email
+    when it brings one (the customer changed address at that service).
 
-    Returns ``(customer_id, created)``. A customer with neither email nor external id is
-    refused (``ValueError``): there would be no way to find it again.
+    Returns a :class:`CustomerWrite` (unpacks as ``(customer_id, created)``). A record that
+    changes nothing writes nothing (``unchanged``). A customer with neither email nor external
+    id is refused (``ValueError``): there would be no way to find it again; so is an email that
+    another customer of the tenant holds, given with this customer's id.
     """
     values = _customer_values(customer)
-    now = utcnow()
+    now = now or utcnow()
     email = values.get("email")
-    existing = None
-    if customer.id:  # only an id of this tenant's: any other is not a customer here
-        existing = conn.execute(select(customers.c.id).where(
-            customers.c.tenant_id == tenant_id, customers.c.id == customer.id)).scalar()
-    if existing is None and not email:
-        for service, external_id in customer.external_ids.items():
-            existing = customer_id_for(conn, tenant_id, service=service, external_id=external_id)
-            if existing:
-                break
-        if existing is None and not customer.external_ids:
-            raise ValueError("a customer needs an email or an external id")
-    if existing is not None:
-        values["updated_at"] = now
-        if source:
-            values["source"] = source
-        conn.execute(update(customers).where(customers.c.tenant_id == tenant_id,
-                                             customers.c.id == existing).values(values))
-        _set_external_ids(conn, tenant_id, existing, customer.external_ids)
-        return existing, False
+    if not email and not customer.external_ids and not customer.id:
+        raise ValueError("a customer needs an email or an external id")
+    row = _existing_customer(conn, tenant_id, customer, email)
+    if row is None and not email and not customer.external_ids:
+        raise ValueError("a customer needs an email or an external id")
+    if row is not None:
+        changes = _changed_columns(row, values)
+        if "email" in changes and customer_id_for(conn, tenant_id, email=email):
+            raise ValueError(f"{email} is the email of another customer")
+        if changes:
+            conn.execute(update(customers).where(customers.c.tenant_id == tenant_id,
+                                                 customers.c.id == row.id)
+                         .values(**changes, updated_at=now,
+                                 **({"source": source} if source else {})))
+        moved = _set_external_ids(conn, tenant_id, row.id, customer.external_ids)
+        changed = set(changes) | ({"external_ids"} if moved else set())
+        if moved and not changes:
+            conn.execute(update(customers).where(customers.c.tenant_id == tenant_id,
+                                                 customers.c.id == row.id)
+                         .values(updated_at=now))
+        return CustomerWrite(row.id, UPDATED if changed else UNCHANGED, frozenset(changed))
     new = new_id("cus")
-    row = {"id": new, "tenant_id": tenant_id, "tags": [], "metadata": {}, "segments": [],
-           "source": source, "created_at": now, "updated_at": now, **values}
-    if email:
+    row_values = {"id": new, "tenant_id": tenant_id, "tags": [], "metadata": {},
+                  "segments": [], "source": source, "created_at": now, "updated_at": now,
+                  **values}
+    if email:  # a concurrent writer outside the tenant's event lock may have inserted it
         merge = [c for c in values if c != "email"] + ["updated_at"]
-        result = upsert(conn, customers, row, keys=["tenant_id", "email"], update=merge,
+        result = upsert(conn, customers, row_values, keys=["tenant_id", "email"], update=merge,
                         returning=[customers.c.id])
         customer_id = result.scalar_one()
     else:
-        conn.execute(customers.insert().values(row))
+        conn.execute(customers.insert().values(row_values))
         customer_id = new
     _set_external_ids(conn, tenant_id, customer_id, customer.external_ids)
-    return customer_id, customer_id == new
+    if customer_id == new:
+        return CustomerWrite(new, CREATED, frozenset(values) | {"external_ids"})
+    return CustomerWrite(customer_id, UPDATED, frozenset(values))
 
 
 def list_customers(conn: Connection, tenant_id: str, *, limit: int = 100,
@@ -241,19 +329,47 @@ def list_customers(conn: Connection, tenant_id: str, *, limit: int = 100,
 # ---------------------------------------------------------------------------------------------
 
 
+class OrderWrite(tuple):
+    """``(order_id, created, customer_id)``, as :func:`upsert_order` always returned, with
+    ``outcome``, ``changed`` (columns, and ``lines``), ``customer_created`` (the order named a
+    customer the gateway had never seen, now created minimally) and ``was_cancelled`` (the
+    stored order's cancelled flag before this write; ``None`` for a new order)."""
+
+    id: str
+    customer_id: str
+    outcome: str
+    changed: frozenset[str]
+    customer_created: bool
+    was_cancelled: bool | None
+
+    def __new__(cls, order_id: str, customer_id: str, outcome: str, *,
+                changed: frozenset[str] = frozenset(), customer_created: bool = False,
+                was_cancelled: bool | None = None) -> "OrderWrite":
+        self = super().__new__(cls, (order_id, outcome == CREATED, customer_id))
+        self.id, self.customer_id, self.outcome = order_id, customer_id, outcome
+        self.changed, self.customer_created = frozenset(changed), customer_created
+        self.was_cancelled = was_cancelled
+        return self
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == CREATED
+
+
 def _resolve_order_customer(conn: Connection, tenant_id: str, order: Order,
-                            source: str | None) -> str:
-    """The order's customer id; a customer the gateway has never seen is created minimally."""
+                            source: str | None, now: datetime) -> tuple[str, bool]:
+    """The order's customer id, and whether it was created: a customer the gateway has never
+    seen is created minimally (from its email or the shop's id)."""
     if order.customer_id:
         found = conn.execute(select(customers.c.id).where(
             customers.c.tenant_id == tenant_id, customers.c.id == order.customer_id)).scalar()
         if found:
-            return found
+            return found, False
     service = order.source or source
     found = customer_id_for(conn, tenant_id, email=order.customer_email, service=service,
                             external_id=order.customer_external_id)
     if found:
-        return found
+        return found, False
     if not order.customer_email and not order.customer_external_id:
         raise ValueError(f"order {order.id!r} names no customer (email or customer id)")
     minimal = Customer(email=order.customer_email,
@@ -261,51 +377,90 @@ def _resolve_order_customer(conn: Connection, tenant_id: str, order: Order,
                        if service and order.customer_external_id else {})
     if not minimal.email and not minimal.external_ids:
         minimal.external_ids = {"shop": order.customer_external_id}
-    customer_id, _ = upsert_customer(conn, tenant_id, minimal, source=source)
-    return customer_id
+    written = upsert_customer(conn, tenant_id, minimal, source=source, now=now)
+    return written.id, written.created
+
+
+def _line_values(tenant_id: str, order_id: str, i: int, line: OrderLine) -> dict[str, Any]:
+    return {"order_id": order_id, "line_no": i, "tenant_id": tenant_id,
+            "product_id": line.product_id, "sku": line.sku, "name": line.name,
+            "quantity": line.quantity, "unit_price_minor": line.unit_price.minor,
+            "original_price_minor": line.original_price.minor if line.original_price else None,
+            "size": line.size, "colour": line.colour, "brand": line.brand,
+            "gift": bool(line.gift)}
+
+
+def _stored_lines(conn: Connection, tenant_id: str, order_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(select(order_lines).where(
+        order_lines.c.tenant_id == tenant_id, order_lines.c.order_id == order_id
+    ).order_by(order_lines.c.line_no)).mappings().all()
+    return [dict(row) for row in rows]
 
 
 def upsert_order(conn: Connection, tenant_id: str, order: Order,
-                 *, source: str | None = None) -> tuple[str, bool, str]:
+                 *, source: str | None = None, now: datetime | None = None,
+                 placed_at_known: bool = True) -> OrderWrite:
     """Insert or replace an order (keyed by the shop's order id) and its lines.
 
-    Returns ``(order_id, created, customer_id)``.
+    Returns an :class:`OrderWrite` (unpacks as ``(order_id, created, customer_id)``). An order
+    equal to the stored one (its customer, time, total, cancelled flag and lines; the source
+    does not count) writes nothing: ``unchanged``. ``placed_at_known=False`` says the order's
+    ``placed_at`` is only when it was received (its format carries no time): a stored order
+    keeps its own.
     """
     if not order.id:
         raise ValueError("an order needs an id")
     for line in order.lines:
         if line.unit_price.currency != order.total.currency:
             raise ValueError(f"order {order.id!r}: line currency differs from the order's")
-    customer_id = _resolve_order_customer(conn, tenant_id, order, source)
-    now = utcnow()
-    new = new_id("ord")
+    now = now or utcnow()
+    customer_id, customer_created = _resolve_order_customer(conn, tenant_id, order, source, now)
     values = {
         "customer_id": customer_id,
         "placed_at": order.placed_at,
         "total_minor": order.total.minor,
         "currency": order.total.currency,
         "cancelled": bool(order.cancelled),
-        "source": order.source or source,
-        "updated_at": now,
     }
-    result = upsert(conn, orders,
-                    {"id": new, "tenant_id": tenant_id, "external_id": order.id,
-                     "created_at": now, **values},
-                    keys=["tenant_id", "external_id"], update=list(values),
-                    returning=[orders.c.id])
-    order_id = result.scalar_one()
-    conn.execute(delete(order_lines).where(order_lines.c.order_id == order_id))
-    if order.lines:
-        conn.execute(order_lines.insert(), [
-            {"order_id": order_id, "line_no": i, "tenant_id": tenant_id,
-             "product_id": line.product_id, "sku": line.sku, "name": line.name,
-             "quantity": line.quantity, "unit_price_minor": line.unit_price.minor,
-             "original_price_minor": line.original_price.minor if line.original_price else None,
-             "size": line.size, "colour": line.colour, "brand": line.brand,
-             "gift": bool(line.gift)}
-            for i, line in enumerate(order.lines)
-        ])
-    return order_id, order_id == new, customer_id
+    existing = conn.execute(select(orders).where(
+        orders.c.tenant_id == tenant_id, orders.c.external_id == order.id)).first()
+    new = new_id("ord")
+    if existing is not None:
+        if not placed_at_known:
+            values["placed_at"] = existing.placed_at
+        changes = _changed_columns(existing, values)
+        lines = [_line_values(tenant_id, existing.id, i, line)
+                 for i, line in enumerate(order.lines)]
+        lines_changed = _stored_lines(conn, tenant_id, existing.id) != lines
+        if not changes and not lines_changed:
+            return OrderWrite(existing.id, customer_id, UNCHANGED,
+                              customer_created=customer_created,
+                              was_cancelled=existing.cancelled)
+        order_id = existing.id
+        conn.execute(update(orders).where(orders.c.tenant_id == tenant_id,
+                                          orders.c.id == order_id)
+                     .values(**changes, source=order.source or source, updated_at=now))
+        outcome = UPDATED
+        changed = set(changes) | ({"lines"} if lines_changed else set())
+    else:
+        result = upsert(conn, orders,
+                        {"id": new, "tenant_id": tenant_id, "external_id": order.id,
+                         "created_at": now, "updated_at": now, "source": order.source or source,
+                         **values},
+                        keys=["tenant_id", "external_id"],
+                        update=[*values, "source", "updated_at"], returning=[orders.c.id])
+        order_id = result.scalar_one()
+        outcome = CREATED if order_id == new else UPDATED
+        changed, lines_changed = set(values) | {"lines"}, True
+    if lines_changed:
+        conn.execute(delete(order_lines).where(order_lines.c.tenant_id == tenant_id,
+                                               order_lines.c.order_id == order_id))
+        if order.lines:
+            conn.execute(order_lines.insert(), [_line_values(tenant_id, order_id, i, line)
+                                                for i, line in enumerate(order.lines)])
+    return OrderWrite(order_id, customer_id, outcome, changed=frozenset(changed),
+                      customer_created=customer_created,
+                      was_cancelled=existing.cancelled if existing is not None else None)
 
 
 def get_order(conn: Connection, tenant_id: str, external_id: str) -> Order | None:
@@ -341,28 +496,62 @@ def get_order(conn: Connection, tenant_id: str, external_id: str) -> Order | Non
 # ---------------------------------------------------------------------------------------------
 
 
-def upsert_product(conn: Connection, tenant_id: str, product: Product) -> bool:
+@dataclass(frozen=True, slots=True)
+class ProductWrite:
+    """What :func:`upsert_product` did: ``outcome`` and ``changed`` (columns, and
+    ``variants``)."""
+
+    id: str
+    outcome: str
+    changed: frozenset[str] = frozenset()
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == CREATED
+
+
+def _stored_variants(conn: Connection, tenant_id: str, product_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(select(variants).where(
+        variants.c.tenant_id == tenant_id, variants.c.product_id == product_id
+    ).order_by(variants.c.id)).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def upsert_product(conn: Connection, tenant_id: str, product: Product, *,
+                   now: datetime | None = None) -> ProductWrite:
     """Insert or replace a product and its variants (keyed by the shop's product id).
 
-    Returns True when the product is new.
+    A product equal to the stored one (name, taxonomy, flag and variants) writes nothing:
+    ``unchanged``.
     """
     if not product.id:
         raise ValueError("a product needs an id")
-    now = utcnow()
-    existed = conn.execute(select(products.c.id).where(
-        products.c.tenant_id == tenant_id, products.c.id == product.id)).first() is not None
+    now = now or utcnow()
+    values = {"name": product.name, "taxonomy": list(product.taxonomy),
+              "offline_exclusive": product.offline_exclusive}
+    existing = conn.execute(select(products).where(
+        products.c.tenant_id == tenant_id, products.c.id == product.id)).first()
+    wanted = sorted((_variant_values(tenant_id, product.id, v) for v in product.variants),
+                    key=lambda v: v["id"])
+    if existing is not None:
+        changes = _changed_columns(existing, values)
+        variants_changed = _stored_variants(conn, tenant_id, product.id) != wanted
+        if not changes and not variants_changed:
+            return ProductWrite(product.id, UNCHANGED)
+        outcome = UPDATED
+        changed = set(changes) | ({"variants"} if variants_changed else set())
+    else:
+        outcome, changed, variants_changed = CREATED, set(values) | {"variants"}, True
     upsert(conn, products,
-           {"tenant_id": tenant_id, "id": product.id, "name": product.name,
-            "taxonomy": list(product.taxonomy), "offline_exclusive": product.offline_exclusive,
-            "created_at": now, "updated_at": now},
-           keys=["tenant_id", "id"], update=["name", "taxonomy", "offline_exclusive",
-                                            "updated_at"])
-    conn.execute(delete(variants).where(variants.c.tenant_id == tenant_id,
-                                        variants.c.product_id == product.id))
-    if product.variants:
-        conn.execute(variants.insert(), [_variant_values(tenant_id, product.id, v)
-                                         for v in product.variants])
-    return not existed
+           {"tenant_id": tenant_id, "id": product.id, **values, "created_at": now,
+            "updated_at": now},
+           keys=["tenant_id", "id"], update=[*values, "updated_at"])
+    if variants_changed:
+        conn.execute(delete(variants).where(variants.c.tenant_id == tenant_id,
+                                            variants.c.product_id == product.id))
+        if wanted:
+            conn.execute(variants.insert(), wanted)
+    return ProductWrite(product.id, outcome, frozenset(changed))
 
 
 def _variant_values(tenant_id: str, product_id: str, v: Variant) -> dict[str, Any]:

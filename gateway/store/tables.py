@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -228,8 +229,71 @@ events = Table(
     Column("item", Json, nullable=False),  # the flat trigger item, served as is
     Column("occurred_at", UTCDateTime(), nullable=False),
     Column("source", String(32)),
+    # The customer the event is about (orders' events included): erasure finds them here.
+    Column("customer_id", String(40)),
     Index(None, "tenant_id", "type", "seq"),
     Index(None, "tenant_id", "seq"),
+    Index(None, "tenant_id", "customer_id"),
+)
+
+# Which trigger(s) an event belongs to, written with the event: a trigger page is one range of
+# (tenant_id, trigger, seq), or of (tenant_id, trigger, status, seq) when narrowed by status.
+# The ``events`` trigger (every event) reads the events table's own (tenant_id, seq) index.
+event_triggers = Table(
+    "event_triggers",
+    metadata,
+    Column("tenant_id", String(40), nullable=False),
+    Column("trigger", String(40), nullable=False),
+    Column("seq", BigInteger, nullable=False),  # events.seq
+    Column("status", String(16)),  # customer-status: the status entered
+    PrimaryKeyConstraint("tenant_id", "trigger", "seq"),
+    Index(None, "tenant_id", "trigger", "status", "seq"),
+)
+
+# Idempotency-Key answers of the actions (gateway/store/idempotency.py).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    _tenant(),
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # SHA-256 of method, path and body
+    Column("state", String(16), nullable=False),  # running, done
+    Column("token", String(40), nullable=False),  # the current claim's, for fencing
+    Column("status_code", Integer),
+    Column("response_body", Text),  # the answer's text, replayed as is
+    Column("response_headers", Json),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("locked_until", UTCDateTime(), nullable=False),
+    Column("completed_at", UTCDateTime()),
+    UniqueConstraint("tenant_id", "key"),
+    Index(None, "created_at"),
+)
+
+# Erased customers: hashes (never the plain values) of the email and of each external id, so a
+# later import of that customer is refused (gateway/store/erasure.py).
+tombstones = Table(
+    "tombstones",
+    metadata,
+    _tenant(),
+    Column("kind", String(16), nullable=False),  # email, external
+    Column("hash", String(64), nullable=False),  # SHA-256 hex
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "kind", "hash"),
+)
+
+# Converted carts already recorded, so a resent conversion writes no second cart.converted.
+cart_conversions = Table(
+    "cart_conversions",
+    metadata,
+    _tenant(),
+    Column("key", String(200), nullable=False),  # the order number, else a content hash
+    Column("customer_id", String(40), nullable=False),
+    Column("order_number", String(200)),
+    Column("value_minor", BigInteger),
+    Column("currency", String(3)),
+    Column("converted_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "key"),
+    Index(None, "tenant_id", "customer_id"),
 )
 
 deliveries = Table(
@@ -255,6 +319,23 @@ deliveries = Table(
     Index(None, "status", "next_attempt_at"),
     Index(None, "tenant_id", "connector", "status"),
 )
+
+# The delivery engine's additions (migration 0003, gateway/relay/): ``record_key`` is the
+# record's key at the service (an order id, an email), which coalesces a pending row with a newer
+# version of the same record; ``sent_at`` is when the service accepted the row's payload, kept
+# for writes that are not idempotent at the service (Rejoiner's convert), so that a resend after
+# a crash between the send and its completion is recognised and not sent again.
+deliveries.append_column(Column("record_key", String(200)))
+deliveries.append_column(Column("sent_at", UTCDateTime()))
+Index("ix_deliveries_tenant_id_connector_operation_record_key", deliveries.c.tenant_id,
+      deliveries.c.connector, deliveries.c.operation, deliveries.c.record_key)
+Index("ix_deliveries_tenant_id_subject_id", deliveries.c.tenant_id, deliveries.c.subject_id)
+Index("ix_deliveries_status_lease_expires_at", deliveries.c.status,
+      deliveries.c.lease_expires_at)
+# What a worker reads to choose and claim: due rows per group and priority, oldest first.
+Index("ix_deliveries_claim", deliveries.c.status, deliveries.c.tenant_id,
+      deliveries.c.connector, deliveries.c.operation, deliveries.c.priority, deliveries.c.id,
+      deliveries.c.next_attempt_at)
 
 schedules = Table(
     "schedules",

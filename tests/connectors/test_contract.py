@@ -3,11 +3,15 @@
 Each case (``tests/connectors/cases/<name>.py``) starts nothing itself: the suite serves the
 connector's sandbox on 127.0.0.1 and talks to it over real HTTP.
 
-The rate-limit contract: a client whose ``time_scale`` matches the sandbox's ``rate_scale`` runs
-flat out for :data:`HORIZONS` seconds of the service's clock; the sandbox logs the service-clock
-arrival time of every request (``GET /_sandbox/requests-log``), and no window of any documented
-limit, at any position, may hold more than the limit (docs/connector-kit.md, "Decisions made
-while building the kit").
+The rate-limit contract: a client whose ``time_scale`` matches the sandbox's ``rate_scale`` sends
+:data:`RUNS` requests flat out; the sandbox logs the service-clock arrival time of every request
+(``GET /_sandbox/requests-log``), and no window of any documented limit, at any position, may
+hold more than the limit, and no 429 may be served (docs/connector-kit.md, "Decisions made while
+building the kit").
+
+Nothing here asserts how fast anything ran: a run is a number of requests, never a span of wall
+time, so a busy machine makes it take longer, never test less. Throughput is measured in
+``bench/``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -36,13 +39,17 @@ from tests.connectors.conftest import (
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Service-clock seconds each connector's flat-out run covers, and the clock's speed-up.
-#: Two hours of each service's clock (Rejoiner's is 36,000 requests at the client's 5/s, the
-#: longest run: about 70 s of wall time at scale 100).
-HORIZONS = {"rekindle": 7200, "rci": 7200, "replenit": 7200, "rejoiner": 7200}
-SCALES = {"rekindle": 400, "rci": 800, "replenit": 300, "rejoiner": 100}
+#: How many requests each connector's flat-out run sends: ten times its tightest client window
+#: (Rekindle 120 a minute, RCI 60 a minute, Replenit 100 a minute, Rejoiner 5 a second), so the
+#: client's own budget must hold it back about ten times; the run takes as long as that takes.
+RUNS = {"rekindle": 1200, "rci": 600, "replenit": 1000, "rejoiner": 200}
+#: The service clock's speed-up for each run: the tightest window stays a few hundred
+#: milliseconds of wall time or more, well above the client's margin for network delay.
+SCALES = {"rekindle": 120, "rci": 120, "replenit": 300, "rejoiner": 20}
 #: Scales for the two-process Redis run: every window a whole number of wall seconds.
 REDIS_SCALES = {"rekindle": 30, "rci": 30, "replenit": 30, "rejoiner": 1}
+#: Requests each of the two processes sends: together, twice the tightest documented window.
+REDIS_RUNS = {"rekindle": 120, "rci": 60, "replenit": 100, "rejoiner": 10}
 
 
 def _key(item: Any) -> Any:
@@ -142,10 +149,9 @@ def test_delete(case, start_case_sandbox, closing):
     client = closing(case.make_client(sandbox.url, retry=fast_retry()))
     gone, kept = case.write_valid(client, 2)
     case.delete(client, gone)
-    deadline = time.monotonic() + 3
-    while case.read_back(client, sandbox.url, gone) is not None:
-        assert time.monotonic() < deadline, f"{gone} still there after delete"
-        time.sleep(0.05)
+    # The sandboxes apply a delete before they answer it (Replenit's, asynchronous at the
+    # service, included: see its sandbox's docstring), so there is nothing to wait for.
+    assert case.read_back(client, sandbox.url, gone) is None, f"{gone} still there after delete"
     assert case.read_back(client, sandbox.url, kept) is not None
 
 
@@ -220,13 +226,12 @@ def test_after_an_injected_429_nothing_is_sent_until_retry_after(case, start_cas
 
 @pytest.mark.slow
 def test_flat_out_run_stays_within_every_documented_window(case, start_case_sandbox, closing):
-    scale, horizon = SCALES[case.name], HORIZONS[case.name]
+    scale, runs = SCALES[case.name], RUNS[case.name]
     sandbox = start_case_sandbox(case, rate_scale=scale)
     client = closing(case.make_client(sandbox.url, retry=fast_retry(), time_scale=scale))
-    case.one_request(client)  # warm up (imports, connections) before the clock counts
+    case.one_request(client)  # warm up (imports, connections) before the log counts
     reset_sandbox(sandbox.url)
-    deadline = time.monotonic() + horizon / scale
-    while time.monotonic() < deadline:
+    for _ in range(runs):
         case.one_request(client)
     log = sandbox_log(sandbox.url)
     stats = sandbox_stats(sandbox.url)["requests"]
@@ -234,37 +239,32 @@ def test_flat_out_run_stays_within_every_documented_window(case, start_case_sand
     assert "429" not in stats, stats
     timestamps = log["timestamps"]
     assert log["limits"], "the sandbox enforces no limits"
+    # Every request arrived, and the run holds more than the tightest window allows at once: it
+    # was the client's budget, not the run's length, that kept every window within its limit.
+    assert len(timestamps) >= runs
+    assert runs > min(log["limits"], key=lambda limit: limit["seconds"])["requests"]
     for limit in log["limits"]:
         worst = max_in_window(timestamps, limit["seconds"])
         assert worst <= limit["requests"], (limit, worst)
-    tightest = min(log["limits"], key=lambda lim: lim["seconds"])
-    busiest = max_in_window(timestamps, tightest["seconds"])
-    client_limit = min(lim.requests * tightest["seconds"] / lim.seconds
-                       for lim in _client_limits(case))
-    assert busiest >= 0.6 * client_limit, "the run never came near the limit: it tested nothing"
 
 
-def _client_limits(case: Any) -> tuple:
-    import importlib
-
-    return importlib.import_module(f"connectors.{case.name}").CONNECTOR.client_limits
-
-
+#: One of the two processes: it says "ready" once its client is built, waits for the test's "go"
+#: on stdin (so both start together however long each took to start), sends its requests, and
+#: prints how many it sent.
 _TWO_PROCESS_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from tests.connectors.conftest import fast_retry, load_case
-    name, url, storage, scale, start_at, until = sys.argv[1:7]
+    name, url, storage, scale, runs = sys.argv[1:6]
     case = load_case(name)
     client = case.make_client(url, time_scale=float(scale), storage_uri=storage,
                               retry=fast_retry())
-    time.sleep(max(0.0, float(start_at) - time.time()))
-    sent = 0
-    while time.time() < float(until):
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for _ in range(int(runs)):
         case.one_request(client)
-        sent += 1
     client.close()
-    print(sent)
+    print(runs, flush=True)
     """
 )
 
@@ -272,27 +272,39 @@ _TWO_PROCESS_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 @pytest.mark.redis
 def test_two_processes_share_one_budget_through_redis(case, start_case_sandbox, redis_url):
-    scale = REDIS_SCALES[case.name]
+    scale, runs = REDIS_SCALES[case.name], REDIS_RUNS[case.name]
     sandbox = start_case_sandbox(case, rate_scale=scale)
     env = {**os.environ, "GATEWAY_RATE_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
            "PYTHONPATH": str(ROOT)}
-    start_at = time.time() + 2.5
-    until = start_at + 3.0
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", _TWO_PROCESS_SCRIPT, case.name, sandbox.url, redis_url,
-             str(scale), str(start_at), str(until)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+             str(scale), str(runs)],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
         )
         for _ in range(2)
     ]
-    sent = []
-    for process in processes:
-        out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err[-2000:]
-        sent.append(int(out.strip().splitlines()[-1]))
-    assert all(n > 0 for n in sent), sent
+    try:
+        for process in processes:
+            ready = process.stdout.readline()  # type: ignore[union-attr]
+            assert ready.strip() == "ready", process.stderr.read()[-2000:]  # type: ignore
+        for process in processes:
+            process.stdin.write("go\n")  # type: ignore[union-attr]
+            process.stdin.flush()  # type: ignore[union-attr]
+        sent = []
+        for process in processes:
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err[-2000:]
+            sent.append(int(out.strip().splitlines()[-1]))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert sent == [runs, runs]
     log = sandbox_log(sandbox.url)
+    assert len(log["timestamps"]) >= 2 * runs
     stats = sandbox_stats(sandbox.url)["requests"]
     assert "429" not in stats, stats
     for limit in log["limits"]:

@@ -1,24 +1,37 @@
-"""The sandbox kit: sliding windows, the limiter, the clock, faults, stats, the common app."""
+"""The sandbox kit: sliding windows, the limiter, the clock, faults, stats, the common app,
+credentials, the bounded JSON body parser; and, for all four sandboxes, what the limiter keys on.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+import uuid
+from decimal import Decimal
+
 import pytest
 import requests
-from flask import Response, jsonify
+from flask import Flask, Response, jsonify
+from flask import request as flask_request
 
 from connectors.base import Limit
 from connectors.sandbox_kit import (
+    BEARER,
+    BodyError,
     FaultPlan,
+    HeaderCredential,
+    ManualClock,
     RateLimiter,
     SandboxClock,
     SandboxConfig,
     SlidingWindow,
     Stats,
     build_sandbox,
+    parse_json_body,
     start_sandbox,
     synthetic_customers,
 )
-from tests.connectors.conftest import max_in_window
+from tests.connectors.conftest import CASE_NAMES, load_case, max_in_window
 
 
 class FrozenClock(SandboxClock):
@@ -73,6 +86,13 @@ def test_clock_scales_and_advances():
     assert clock.wall_seconds(60) == pytest.approx(0.06)
     with pytest.raises(ValueError):
         SandboxClock(rate_scale=0)
+
+
+def test_manual_clock_moves_only_when_advanced():
+    clock = ManualClock(start=500.0)
+    assert clock.now() == 500.0 == clock.now()
+    clock.advance(60)
+    assert clock.now() == 560.0
 
 
 def test_fault_plan_validates_and_draws_reproducibly():
@@ -136,7 +156,8 @@ def _toy_app(config: SandboxConfig, **kwargs):
 
 @pytest.fixture
 def toy():
-    sandbox = start_sandbox(_toy_app(SandboxConfig(api_key="k", limits=(Limit(3, 60),)),
+    sandbox = start_sandbox(_toy_app(SandboxConfig(api_key="k", limits=(Limit(3, 60),),
+                                                   clock=ManualClock()),
                                      rate_headers=True))
     yield sandbox
     sandbox.stop()
@@ -144,7 +165,7 @@ def toy():
 
 def test_app_limits_counts_and_serves_its_routes(toy):
     session = requests.Session()
-    answers = [session.get(f"{toy.url}/api/thing", headers={"Authorization": "x"})
+    answers = [session.get(f"{toy.url}/api/thing", headers={"Authorization": "Bearer k"})
                for _ in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[0].headers["X-RateLimit-Limit"] == "3"
@@ -157,7 +178,7 @@ def test_app_limits_counts_and_serves_its_routes(toy):
     assert session.get(f"{toy.url}/_sandbox/records/things/a").json() == {"id": "a"}
     assert session.get(f"{toy.url}/_sandbox/records/things/b").status_code == 404
     session.post(f"{toy.url}/_sandbox/clock", json={"advance": 60})
-    assert session.get(f"{toy.url}/api/thing", headers={"Authorization": "x"}).ok
+    assert session.get(f"{toy.url}/api/thing", headers={"Authorization": "Bearer k"}).ok
     session.post(f"{toy.url}/_sandbox/reset")
     assert session.get(f"{toy.url}/_sandbox/stats").json()["requests"] == {}
 
@@ -192,3 +213,192 @@ def test_rate_limits_off_for_benchmarks():
         assert all(requests.get(f"{sandbox.url}/api/thing").ok for _ in range(5))
     finally:
         sandbox.stop()
+
+
+# ---- credentials ------------------------------------------------------------------------------
+
+
+def _read(credential: HeaderCredential, headers: dict[str, str]) -> str | None:
+    with Flask("probe").test_request_context(headers=headers):
+        return credential.read(flask_request)
+
+
+@pytest.mark.parametrize("headers, presented", [
+    ({"Authorization": "Bearer tok"}, "tok"),
+    ({"Authorization": "bearer tok"}, "tok"),
+    ({"Authorization": "BEARER tok"}, "tok"),
+    ({"authorization": "Bearer   tok"}, "tok"),
+    ({"Authorization": "Bearer"}, None),
+    ({"Authorization": "Bearer a b"}, None),
+    ({"Authorization": "Basic tok"}, None),
+    ({"Authorization": "tok"}, None),
+    ({"X-Api-Key": "tok", "Idempotency-Key": "tok"}, None),
+    ({}, None),
+])
+def test_a_scheme_credential_is_the_key_after_its_scheme_in_any_case(headers, presented):
+    assert _read(BEARER, headers) == presented
+
+
+def test_a_header_credential_is_that_header_only():
+    credential = HeaderCredential("x-replenit-auth-key")
+    assert _read(credential, {"X-Replenit-Auth-Key": "k 1"}) == "k 1"
+    assert _read(credential, {"x-replenit-auth-key": ""}) is None
+    assert _read(credential, {"Authorization": "Bearer k", "X-Auth-Key": "k"}) is None
+    assert credential.headers_for("k") == {"x-replenit-auth-key": "k"}
+    assert BEARER.headers_for("k", "bearer") == {"Authorization": "bearer k"}
+
+
+# ---- what the toy's limiter keys on --------------------------------------------------------------
+
+
+@pytest.fixture
+def frozen_toy(serve):
+    """The toy at 3 requests a minute on a clock that never moves: no request can age out."""
+    return serve(_toy_app(SandboxConfig(api_key="k", limits=(Limit(3, 60),),
+                                        clock=ManualClock())))
+
+
+def _statuses(url: str, header_sets: list[dict[str, str]]) -> list[int]:
+    with requests.Session() as session:
+        return [session.get(f"{url}/api/thing", headers=h, timeout=10).status_code
+                for h in header_sets]
+
+
+def test_toy_scheme_spellings_share_one_budget(frozen_toy):
+    spellings = ["Bearer k", "bearer k", "BEARER k", "Bearer k"]
+    assert _statuses(frozen_toy.url, [{"Authorization": a} for a in spellings]) == [
+        200, 200, 200, 429]
+
+
+def test_toy_other_headers_do_not_split_the_budget(frozen_toy):
+    # The varying headers come first: a limiter that keyed on the first header "looking like" a
+    # credential would key on them and let every request through.
+    headers = [{"Idempotency-Key": uuid.uuid4().hex, "X-Foo-Key": uuid.uuid4().hex,
+                "X-Auth-Whatever": uuid.uuid4().hex, "Authorization": "Bearer k"}
+               for _ in range(4)]
+    assert _statuses(frozen_toy.url, headers) == [200, 200, 200, 429]
+
+
+def test_toy_requests_without_the_key_share_the_address_budget_not_the_keys(frozen_toy):
+    wrong = [{"Authorization": f"Bearer wrong-{uuid.uuid4().hex}"} for _ in range(2)]
+    anonymous = [{}, {"X-Api-Key": uuid.uuid4().hex}]
+    # The toy answers 200 to all; only the limiter tells them apart.
+    assert _statuses(frozen_toy.url, wrong + anonymous) == [200, 200, 200, 429]
+    assert _statuses(frozen_toy.url, [{"Authorization": "Bearer k"}] * 4) == [200, 200, 200, 429]
+
+
+# ---- the bounded body parser -------------------------------------------------------------------
+
+
+def _nested(depth: int, inner: str = "1") -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+def test_parser_refuses_deep_nesting_before_it_recurses():
+    for text in (_nested(1000), '{"a": ' * 1000 + "1" + "}" * 1000, _nested(100_000)):
+        with pytest.raises(BodyError) as caught:
+            parse_json_body(text.encode())
+        assert caught.value.reason == BodyError.TOO_DEEP
+        assert "64 levels" in str(caught.value)
+    assert parse_json_body(_nested(64).encode()) == json.loads(_nested(64))
+    # brackets inside strings are text, not nesting
+    assert parse_json_body(json.dumps({"s": "[" * 1000}).encode()) == {"s": "[" * 1000}
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a": -Infinity}', "[1e400]",
+                                  '{"a": [-1e999]}'])
+def test_parser_refuses_what_rfc_8259_cannot_write_back(text):
+    with pytest.raises(BodyError) as caught:
+        parse_json_body(text.encode())
+    assert caught.value.reason == BodyError.NOT_FINITE
+
+
+def test_parser_exact_mode_reads_decimals_and_still_refuses_constants():
+    assert parse_json_body(b'{"a": 19.99, "b": 1e400, "c": 3}', exact=True) == {
+        "a": Decimal("19.99"), "b": Decimal("1e400"), "c": 3}
+    with pytest.raises(BodyError):
+        parse_json_body(b'{"a": NaN}', exact=True)
+
+
+@pytest.mark.parametrize("data", [b"", b"{nope", b'"\xff', b"\xff\xfe{}", b"[1,]",
+                                  b"1" * 5000])
+def test_parser_says_what_is_not_json(data):
+    with pytest.raises(BodyError) as caught:
+        parse_json_body(data)
+    assert caught.value.reason == BodyError.INVALID and str(caught.value)
+
+
+def test_kit_routes_answer_deep_or_non_finite_json_with_a_json_400(toy):
+    for body in (_nested(1000), '{"advance": NaN}', '{"advance": 1e400}'):
+        for route in ("faults", "clock"):
+            response = requests.post(f"{toy.url}/_sandbox/{route}", data=body, timeout=10,
+                                     headers={"Content-Type": "application/json"})
+            assert response.status_code == 400, (route, body[:20], response.text[:200])
+            assert "error" in response.json()
+
+
+# ---- all four sandboxes: the limit is on the service's credential and nothing else ----------
+
+
+#: A cheap request each service answers 200 with the right key (paths from the sandbox root).
+PROBES = {
+    "rekindle": ("GET", "/api/zapier/triggers/customer-returned", None),
+    "rejoiner": ("GET", "/api/v1/{site}/ping/", None),
+    "rci": ("GET", "/api/v1/customers", None),
+    "replenit": ("POST", "/customers/{tenant}", []),
+}
+
+
+class Service:
+    """One connector's sandbox at 3 requests a minute on a frozen clock, served on 127.0.0.1."""
+
+    def __init__(self, name: str, serve) -> None:
+        self.name = name
+        module = importlib.import_module(f"connectors.{name}.sandbox")
+        self.spec = module.SANDBOX
+        self.config = load_case(name).sandbox_config(limits=(Limit(3, 60),),
+                                                     clock=ManualClock())
+        self.running = serve(self.spec.create(self.config))
+        method, path, self.body = PROBES[name]
+        self.method = method
+        self.url = self.running.url + path.format(site=self.config.site_id,
+                                                  tenant=self.config.tenant_id)
+
+    def key_headers(self, spelling: int = 0) -> dict[str, str]:
+        """The right key, its scheme (or, without one, its header name) spelled three ways."""
+        credential = self.spec.credential
+        styles = (str, str.lower, str.upper)
+        if credential.scheme is None:
+            return {styles[spelling % 3](credential.header): self.config.api_key}
+        return credential.headers_for(self.config.api_key,
+                                      styles[spelling % 3](credential.scheme))
+
+    def statuses(self, header_sets: list[dict[str, str]]) -> list[int]:
+        with requests.Session() as session:
+            return [session.request(self.method, self.url, json=self.body, headers=h,
+                                    timeout=10).status_code for h in header_sets]
+
+
+@pytest.fixture(params=CASE_NAMES)
+def service(request, serve) -> Service:
+    return Service(request.param, serve)
+
+
+def test_every_spelling_of_the_credential_is_one_budget(service):
+    assert service.statuses([service.key_headers(i) for i in range(4)]) == [200, 200, 200, 429]
+
+
+def test_other_varying_headers_do_not_evade_the_limit(service):
+    def varying() -> dict[str, str]:
+        return {"Idempotency-Key": uuid.uuid4().hex, "X-Foo-Key": uuid.uuid4().hex,
+                "X-Auth-Whatever": uuid.uuid4().hex, **service.key_headers()}
+
+    assert service.statuses([varying() for _ in range(4)]) == [200, 200, 200, 429]
+
+
+def test_wrong_keys_share_one_budget_and_leave_the_keys_alone(service):
+    credential = service.spec.credential
+    wrong = [credential.headers_for(f"wrong-{uuid.uuid4().hex}") for _ in range(3)]
+    refused = service.statuses(wrong + [{}])
+    assert refused[:3] == [401, 401, 401] and refused[3] == 429
+    assert service.statuses([service.key_headers()] * 4) == [200, 200, 200, 429]

@@ -11,7 +11,7 @@ import requests
 
 from connectors.rci import wire
 from connectors.rci.sandbox import PAGE_SIZE, create_sandbox
-from connectors.sandbox_kit import SandboxClock, SandboxConfig, start_sandbox
+from connectors.sandbox_kit import ManualClock, SandboxConfig, start_sandbox
 
 FIXTURES = Path(__file__).resolve().parents[3] / "connectors" / "rci" / "fixtures"
 PROD = "https://repeat-customer-insights.littlestreamsoftware.com/api/v1"
@@ -205,7 +205,7 @@ def test_reset_restores_the_configured_seed(api_key):
 
 
 def test_60_a_minute_then_429_with_retry_after(api_key):
-    clock = SandboxClock(rate_scale=1.0)
+    clock = ManualClock()  # the 61 requests fall in one window however slowly they run
     app = create_sandbox(SandboxConfig(api_key=api_key, clock=clock))
     with start_sandbox(app) as running, requests.Session() as s:
         s.headers["Authorization"] = f"Bearer {api_key}"
@@ -223,8 +223,37 @@ def test_60_a_minute_then_429_with_retry_after(api_key):
             "detail": body["errors"][0]["detail"],
         }
         assert "X-RateLimit-Limit" not in r.headers
-        # Another credential has its own window.
+        # A wrong token is not this credential: it counts against the address's own window.
         other = requests.get(url, headers={"Authorization": "Bearer other"}, timeout=TIMEOUT)
         assert other.status_code == 401
         clock.advance(60)  # the sliding window has passed
         assert s.get(url, timeout=TIMEOUT).status_code == 200
+
+
+# --- bodies: the service reads none; the control routes read theirs bounded --------------------
+
+
+def _deep(depth: int = 1000) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("text", [_deep(), '{"records": ' + _deep() + "}", '{"size": NaN}'])
+def test_deep_or_non_finite_json_never_gets_a_500_or_html(sandbox, base, api_key, text):
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    for method in ("POST", "PUT", "PATCH"):  # the API is read only: 405, body unread
+        r = requests.request(method, f"{base}/customers", data=text, headers=headers,
+                             timeout=TIMEOUT)
+        assert r.status_code == 405 and r.headers["Content-Type"] == wire.MEDIA_TYPE
+        assert wire.ERROR_DOCUMENT.load(r.json()) == r.json()
+    for route in ("seed", "page-size"):
+        r = requests.post(f"{sandbox.url}/_sandbox/{route}", data=text, timeout=TIMEOUT,
+                          headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "error" in r.json(), (route, r.text[:200])
+
+
+def test_outside_the_base_errors_are_json_but_not_the_apis(sandbox, api_key):
+    # A base URL without /v1 must not look like the API (the client's check relies on it).
+    r = requests.get(f"{sandbox.url}/api/customers/x", timeout=TIMEOUT,
+                     headers={"Authorization": f"Bearer {api_key}"})
+    assert r.status_code == 404 and r.headers["Content-Type"] == "application/json"
+    assert "errors" not in r.json() and r.json()["error"]

@@ -12,7 +12,7 @@ import requests
 from connectors.base import Limit
 from connectors.rejoiner import wire
 from connectors.rejoiner.sandbox import base_path, create_sandbox
-from connectors.sandbox_kit import SandboxConfig, synthetic_customers
+from connectors.sandbox_kit import ManualClock, SandboxConfig, synthetic_customers
 
 from .conftest import API_KEY, SITE_ID, Raw
 
@@ -192,7 +192,7 @@ def test_put_keeps_absent_fields_and_replaces_tags_and_metadata_whole(raw):
 
 
 def test_above_ten_a_second_is_a_429_with_retry_after(start):
-    sandbox = start(rate_scale=1.0)
+    sandbox = start(clock=ManualClock())  # all eleven in one instant, however slow the machine
     raw = Raw(sandbox.url)
     statuses = [raw("GET", "ping/") for _ in range(11)]
     assert [r.status_code for r in statuses[:10]] == [200] * 10
@@ -204,7 +204,7 @@ def test_above_ten_a_second_is_a_429_with_retry_after(start):
 
 
 def test_the_limit_is_configurable(start):
-    sandbox = start(rate_scale=1.0, limits=(Limit(3, 1),))
+    sandbox = start(clock=ManualClock(), limits=(Limit(3, 1),))
     raw = Raw(sandbox.url)
     assert [raw("GET", "ping/").status_code for _ in range(4)] == [200, 200, 200, 429]
 
@@ -244,3 +244,76 @@ def test_reset_drops_records_and_seeds_again(start):
     requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
     stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["records"]
     assert stats["customers"] == 3
+
+
+# --- every answer is RFC 8259 JSON ------------------------------------------------------------
+
+
+def _strict_json(response: requests.Response):
+    """The body as JSON, refusing the NaN / Infinity / -Infinity that Python's parser allows."""
+    def refuse(name: str):
+        raise AssertionError(f"bare {name} in {response.request.method} {response.url}: "
+                             f"{response.text[:200]}")
+
+    return json.loads(response.text, parse_constant=refuse)
+
+
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_non_finite_numbers_are_refused_wherever_they_could_be_echoed(raw, number):
+    email = "nan@example.com"
+    writes = [
+        ("POST", "customers/", f'{{"email": "{email}", "metadata": {{"x": {number}}}}}'),
+        ("POST", "customers/", f'{{"email": "{email}", "age": {number}}}'),
+        ("POST", "customer/opt_in/", f'{{"email": "{email}", "score": {number}}}'),
+        ("POST", "customer/convert/", f'{{"email": "{email}", "cart_data": '
+                                      f'{{"cart_value": 100, "x": {number}}}}}'),
+        ("POST", "customer/convert/", f'{{"email": "{email}", "cart_items": [{{"product_id": '
+                                      f'"P1", "price": {number}}}]}}'),
+    ]
+    raw("POST", "customers/", json={"email": "kept@example.com", "metadata": {"a": 1}})
+    writes.append(("PUT", "customers/kept%40example.com/",
+                   f'{{"email": "kept@example.com", "metadata": {{"a": {number}}}}}'))
+    for method, path, text in writes:
+        response = raw(method, path, data=text, headers={"Content-Type": "application/json"})
+        body = _strict_json(response)
+        assert response.status_code == 400, (path, response.text)
+        assert body["detail"].startswith("JSON parse error - Out of range float values")
+    assert raw("GET", f"customers/{email}/").status_code == 404  # nothing was stored
+    kept = raw("GET", "customers/kept%40example.com/")
+    assert _strict_json(kept)["metadata"] == {"a": 1}
+    assert raw.record("activity", email) is None
+
+
+def test_large_finite_numbers_are_echoed_as_json_numbers(raw):
+    created = raw("POST", "customers/", data='{"email": "big@example.com", "metadata": '
+                                             '{"x": 1e308, "y": -2.5e-300, "z": 10}}',
+                  headers={"Content-Type": "application/json"})
+    assert created.status_code == 200
+    assert _strict_json(created)["metadata"] == {"x": 1e308, "y": -2.5e-300, "z": 10}
+    assert _strict_json(raw("GET", "customers/big%40example.com/"))["metadata"]["x"] == 1e308
+
+
+def test_the_json_writer_refuses_nan_rather_than_writing_it():
+    app = create_sandbox(SandboxConfig(api_key=API_KEY, site_id=SITE_ID))
+    with pytest.raises(ValueError):
+        app.json.dumps({"x": float("nan")})
+
+
+def _deep(depth: int = 1000) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("path", ["customers/", "customer/convert/", "customer/cancel/",
+                                  "customer/unsubscribe/", "customer/opt_in/"])
+@pytest.mark.parametrize("text", [_deep(), '{"email": "d@example.com", "metadata": ' +
+                                  '{"a": ' * 1000 + "1" + "}" * 1000 + "}"])
+def test_deeply_nested_json_is_a_drf_parse_error(raw, path, text):
+    response = raw("POST", path, data=text, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+    assert _strict_json(response) == {
+        "detail": "JSON parse error - JSON nested deeper than 64 levels"}
+    assert raw("GET", "customers/d%40example.com/").status_code == 404

@@ -8,6 +8,7 @@ import pytest
 
 from connectors.rekindle import wire
 from connectors.rekindle.sandbox import score
+from connectors.sandbox_kit import ManualClock
 
 from .conftest import REFERENCE_NOW
 
@@ -278,11 +279,110 @@ def test_injected_429_uses_the_references_retry_after_unless_a_test_sets_one(san
     assert sandbox.call("GET", "/triggers/customer-status").headers["Retry-After"] == "2"
 
 
-def test_the_sliding_window_frees_as_the_clock_moves(sandbox):
+def test_the_sliding_window_frees_as_the_clock_moves(make_sandbox):
+    # A clock that moves only when told: the 121 requests share one instant however slow.
+    sandbox = make_sandbox(clock=ManualClock(start=REFERENCE_NOW.timestamp()))
     for _ in range(120):
         assert sandbox.call("GET", "/triggers/customer-returned").status_code == 200
     assert sandbox.call("GET", "/triggers/customer-returned").status_code == 429
     sandbox.advance(61)
     assert sandbox.call("GET", "/triggers/customer-returned").status_code == 200
-    # Another key has its own window (and is refused for being wrong, not for the rate).
+    # A wrong key is not this key: it counts against the address's own window (and is refused
+    # for being wrong, not for the rate).
     assert sandbox.call("GET", "/triggers/customer-returned", key="other").status_code == 401
+
+
+def test_the_bearer_scheme_is_read_in_any_case(sandbox):
+    for scheme in ("bearer", "BEARER"):
+        response = sandbox.call("GET", "/triggers/customer-status", key=None,
+                                headers={"Authorization": f"{scheme} {sandbox.config.api_key}"})
+        assert response.status_code == 200, response.text
+
+
+# ---- numbers the sandbox cannot hold ------------------------------------------------------------
+
+OUT_OF_RANGE = [
+    ("total_spent", "1e30"),
+    ("total_spent", "1e15"),
+    ("total_spent", "1E+400"),
+    ("total_spent", "-0.01"),
+    ("total_spent", "0.00001"),
+    ("total_spent", "1e-1000000"),
+    ("purchase_count", "1e30"),
+    ("purchase_count", "1E+400"),
+    ("purchase_count", "2147483648"),
+    ("purchase_count", "100000000000000000000000000000"),
+    ("purchase_count", "-1"),
+    ("purchase_count", "-1e30"),
+]
+
+
+def _raw_upsert(sandbox, text: str):
+    return sandbox.call("POST", "/actions/update-customer", data=text.encode(),
+                        headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("field, number", OUT_OF_RANGE)
+def test_out_of_range_numbers_are_a_400_and_store_nothing(sandbox, field, number):
+    kept = person(1, last_purchase_date=days_ago(400), total_spent=10.5, purchase_count=3)
+    assert sandbox.upsert(kept).status_code == 200
+    before = sandbox.control("GET", "records/customers/p1@example.com").json()
+
+    for email in ("p1@example.com", "p2@example.com"):  # an update, and a create
+        text = f'{{"name": "Person", "email": "{email}", "{field}": {number}}}'
+        response = _raw_upsert(sandbox, text)
+        assert response.status_code == 400, response.text
+        assert list(response.json()) == ["error"] and f"{field}:" in response.json()["error"]
+
+    assert sandbox.control("GET", "records/customers/p1@example.com").json() == before
+    assert sandbox.control("GET", "stats").json()["records"] == {"customers": 1}
+    status = sandbox.call("GET", "/triggers/customer-status")
+    assert status.status_code == 200 and [c["email"] for c in status.json()] == ["p1@example.com"]
+    found = sandbox.call("GET", "/actions/find-customer", params={"email": "p1@example.com"})
+    assert found.status_code == 200 and found.json()[0]["total_spent"] == 10.5
+
+
+def test_the_largest_numbers_held_are_accepted_and_echoed_exactly(sandbox):
+    text = ('{"name": "Big", "email": "big@example.com", "total_spent": 999999999999999.9999, '
+            '"purchase_count": 2147483647}')
+    response = _raw_upsert(sandbox, text)
+    assert response.status_code == 200, response.text
+    assert b'"total_spent":999999999999999.9999' in response.content
+    assert response.json()["customer"]["purchase_count"] == 2147483647
+    exponent = _raw_upsert(sandbox, '{"name": "E", "email": "e@example.com", '
+                                     '"total_spent": 5e2, "purchase_count": 8.0}')
+    assert b'"total_spent":500.00' in exponent.content
+    assert exponent.json()["customer"]["purchase_count"] == 8
+
+
+@pytest.mark.parametrize("text", ['{"name": "A", "email": "a@example.com", "total_spent": NaN}',
+                                  '{"name": "A", "email": "a@example.com", "total_spent": '
+                                  'Infinity}'])
+def test_nan_and_infinity_are_not_json(sandbox, text):
+    response = _raw_upsert(sandbox, text)
+    assert response.status_code == 400
+    assert response.json() == {"error": "Missing or invalid parameter. The body must be JSON."}
+    assert sandbox.control("GET", "stats").json()["records"] == {"customers": 0}
+
+
+# ---- nesting -------------------------------------------------------------------------------------
+
+def _deep(depth: int = 1000) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("text", [
+    _deep(),
+    '{"name": "A", "email": "a@example.com", "phone": ' + _deep() + "}",
+    '{"a": ' * 1000 + "1" + "}" * 1000,
+])
+def test_deeply_nested_json_is_rekindles_400(sandbox, text):
+    response = _raw_upsert(sandbox, text)
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+    assert list(response.json()) == ["error"]
+    assert "nested deeper than 64 levels" in response.json()["error"]
+    for path in ("winback", "seed"):
+        control = sandbox.control("POST", path, data=text,
+                                  headers={"Content-Type": "application/json"})
+        assert control.status_code == 400 and list(control.json()) == ["error"]

@@ -10,12 +10,20 @@ from flask import request as flask_request
 
 from connectors.replenit import wire
 from connectors.replenit.sandbox import create_sandbox, seed_records
-from connectors.sandbox_kit import SandboxConfig, default_limit_key, kit_state, start_sandbox
+from connectors.sandbox_kit import ManualClock, SandboxConfig, kit_state, start_sandbox
 
 from .conftest import TENANT
 from .test_wire import fixture
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+@pytest.fixture
+def sandbox(api_key, serve):
+    """The conftest's sandbox on a clock that moves only when a test advances it, so counts
+    inside a rate window never depend on how fast the machine runs the test."""
+    return serve(create_sandbox(SandboxConfig(api_key=api_key, tenant_id=TENANT,
+                                              clock=ManualClock())))
 
 
 @pytest.fixture
@@ -390,10 +398,10 @@ def test_minute_window_headers_and_429(call, base):
 
 
 def test_hour_window_is_enforced_and_described(api_key):
-    app = create_sandbox(SandboxConfig(api_key=api_key, tenant_id=TENANT))
+    app = create_sandbox(SandboxConfig(api_key=api_key, tenant_id=TENANT, clock=ManualClock()))
     kit = kit_state(app)
     with app.test_request_context(headers={"x-replenit-auth-key": api_key}):
-        limit_key = default_limit_key(flask_request)
+        limit_key = kit.limit_key(flask_request)
     for minute in range(50):  # 4,950 requests in 50 minutes, never 100 in one of them
         for _ in range(100 if minute < 49 else 50):
             assert kit.limiter.hit(limit_key).allowed
@@ -451,3 +459,29 @@ def test_seeding_is_deterministic_and_realistic(api_key):
         assert stats(running.url)["customers"] == 118
     finally:
         running.stop()
+
+
+# --- bodies the parser refuses -------------------------------------------------------------------
+
+
+def _deep(depth: int = 1000) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("kind", ["customers", "orders", "products"])
+@pytest.mark.parametrize("text, message", [
+    (_deep(), "The request body is JSON nested deeper than 64 levels."),
+    ('[{"CustomerId": "C1", "Email": "a@example.com", "Extra": ' + _deep() + "}]",
+     "The request body is JSON nested deeper than 64 levels."),
+    ('[{"CustomerId": "C1", "GdprOptin": true, "Score": NaN}]',
+     "The request body is not valid JSON."),
+    ('[{"CustomerId": "C1", "Score": -Infinity}]', "The request body is not valid JSON."),
+])
+def test_deep_or_non_finite_json_is_replenits_400(call, base, kind, text, message):
+    r = call("POST", f"/{kind}/{{t}}", raw=text)
+    assert r.headers["Content-Type"] == "application/json"
+    assert errors_of(r) == {"$": [message]}
+    assert stats(base)[kind] == 0
+    control = requests.post(f"{base}/_sandbox/seed", data=text, timeout=5,
+                            headers={"Content-Type": "application/json"})
+    assert control.status_code == 400 and "error" in control.json()
