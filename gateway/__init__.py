@@ -18,8 +18,21 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     JSON bodies are parsed in one place (:mod:`gateway.api.json_body`), and every error is
     answered in one shape (:mod:`gateway.api.errors`), which the OpenAPI document describes
     (:mod:`gateway.api.openapi`)."""
-    from gateway.api import (actions, connections_api, deliveries, errors, health, json_body,
-                             me, searches, tenant_settings_api, triggers)
+    from gateway.api import (
+        actions,
+        connections_api,
+        deliveries,
+        errors,
+        health,
+        hooks,
+        json_body,
+        me,
+        routes_api,
+        searches,
+        tenant_settings_api,
+        triggers,
+        webhooks,
+    )
     from gateway.api.body_limit import BodyLimit
     from gateway.api.openapi import GatewayApi
 
@@ -53,7 +66,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     errors.register(app)
     api.register_blueprint(health.blp)
     for blueprint in (me.blp, tenant_settings_api.blp, triggers.blp, actions.blp, searches.blp,
-                      deliveries.blp, connections_api.blp):
+                      deliveries.blp, connections_api.blp, webhooks.blp, hooks.blp):
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    api.register_blueprint(routes_api.blp, url_prefix=API_PREFIX)
     app.wsgi_app = BodyLimit(app.wsgi_app, rt.settings.max_body_bytes)
     return app

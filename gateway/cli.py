@@ -119,10 +119,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
             raise CommandError(f"cannot listen on {args.host}:{args.port}: "
                                f"{exc.strerror or exc}") from None
         serving.install_stop_signals(server)
+        background = None
+        if not args.api_only:
+            from gateway.background import Background
+
+            background = Background(rt).start()
         logging.getLogger("gateway").info("serving on http://%s:%s", args.host, server.port)
         print(f"gateway listening on http://{args.host}:{server.port} "
               f"(docs at /docs, health at /healthz)", flush=True)
-        server.serve_until_stopped()
+        try:
+            server.serve_until_stopped()
+        finally:
+            if background is not None:
+                background.stop()
     finally:
         rt.close()
 
@@ -217,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API (embedded default: SQLite in ./instance)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=port_number, default=8000, help="port, 1..65535")
+    serve.add_argument("--api-only", action="store_true",
+                       help="serve the API alone, without the delivery worker, hook sender, "
+                            "webhook drainer and schedules (run `worker` processes instead)")
     serve.set_defaults(func=cmd_serve)
 
     dbp = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command",
@@ -257,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     rescore = sub.add_parser("rescore", help="re-score a tenant's customers now")
     rescore.add_argument("--tenant", required=True)
     rescore.set_defaults(func=cmd_rescore)
+
+    from gateway import connections_cli
+    from gateway.relay import commands as relay_commands
+    from gateway.relay import routes_cli
+    from gateway.webhooks import commands as webhook_commands
+
+    for module in (relay_commands, connections_cli, routes_cli, webhook_commands):
+        module.add_commands(sub)
     return parser
 
 

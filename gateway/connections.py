@@ -73,11 +73,17 @@ CHECK_TIMEOUT = (5.0, 15.0)
 
 
 class InvalidConnection(ValueError):
-    """A connection that cannot be set; ``errors`` maps each bad field to its messages."""
+    """A connection that cannot be set; ``errors`` maps each bad field to its messages, and
+    ``section`` (``"options"``, ``"credentials"`` or None) says where those fields are."""
 
-    def __init__(self, errors: Mapping[str, list[str]]) -> None:
+    def __init__(self, errors: Mapping[str, list[str]], section: str | None = None) -> None:
         self.errors = {k: list(v) for k, v in errors.items()}
+        self.section = section
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
+
+    def nested(self) -> dict[str, Any]:
+        """The errors as a request body holds the fields: ``{"options": {"site_id": ...}}``."""
+        return {self.section: self.errors} if self.section else dict(self.errors)
 
 
 class UnknownConnection(LookupError):
@@ -206,7 +212,7 @@ def validate_options(connector: str, given: Mapping[str, Any] | None, *,
             except ValueError as exc:
                 errors["currency"] = [str(exc)]
     if errors:
-        raise InvalidConnection(errors)
+        raise InvalidConnection(errors, "options")
     return out
 
 
@@ -235,7 +241,7 @@ def validate_credentials(connector: str, given: Mapping[str, Any]) -> dict[str, 
         else:
             out[name] = value
     if errors:
-        raise InvalidConnection(errors)
+        raise InvalidConnection(errors, "credentials")
     return out
 
 
@@ -291,7 +297,7 @@ def set_connection(engine: Engine, vault: Vault, tenant_id: str, connector: str,
     with a *given* base URL before anything is stored; its ``TargetRefused`` becomes an
     :class:`InvalidConnection` on ``base_url``. Raises ``UnknownTenant`` for no such tenant.
     """
-    spec = spec_for(connector)
+    spec_for(connector)  # an unknown connector name is refused here
     with engine.connect() as conn:
         tenant_store.get_tenant(conn, tenant_id)
         base_currency = tenant_store.get_settings(conn, tenant_id).base_currency

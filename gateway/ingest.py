@@ -275,6 +275,8 @@ class _Run:
         self.result = IngestResult()
         self.planned: list[tuple[str, str | None, dict[str, Any]]] = []
         self.touched: dict[str, None] = {}  # customers to re-score, in order
+        #: Customers erased by this run, with their identity before the wipe (for the relay).
+        self.erasures: dict[str, erasure.ErasureResult] = {}
 
     # -- helpers --
 
@@ -480,6 +482,7 @@ class _Run:
         self.record("erasure", done.customer_id,
                     "unchanged" if done.already_redacted else "erased", done.customer_id)
         if done.event is not None:
+            self.erasures[done.customer_id] = done
             self.emit(done.event)
 
     def rescore(self) -> None:
@@ -539,7 +542,7 @@ def ingest(conn: Connection, tenant_id: str, topic: str, fmt: str, payload: Any,
                                  ) from None
     run.flush()
     run.rescore()
-    plan_deliveries(conn, tenant_id, run.result.emitted)
+    plan_deliveries(conn, tenant_id, run.result.emitted, erased=run.erasures)
     return run.result
 
 

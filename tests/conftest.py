@@ -22,6 +22,9 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.store import keys, tenants
 
+#: The Zapier-facing API's fixtures (``make_zapier``, ``shop``) for every test module.
+pytest_plugins = ["tests.zapier_helpers"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32  # a passphrase; only ever used by the tests
 POSTGRES_HINT = (

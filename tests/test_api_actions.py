@@ -9,15 +9,14 @@ import json
 import pytest
 from sqlalchemy import select
 
+from gateway.store import connections as connection_store
 from gateway.store import records
 from gateway.store.tables import customers, deliveries
-from tests.zapier_helpers import (  # noqa: F401
+from tests.zapier_helpers import (
     API,
     counts,
     days_ago,
-    make_zapier,
     order,
-    shop,
 )
 
 UPDATE = f"{API}/actions/update-customer"
@@ -262,17 +261,30 @@ def test_unsubscribe_and_opt_in_change_consent_and_fire_the_trigger(client, engi
     assert post(client, shop, f"{API}/actions/opt-in", {"mail": "x"}).status_code == 400
 
 
-def test_cancel_journeys_queues_rejoiners_cancel(client, engine, shop):
+def test_cancel_journeys_queues_rejoiners_cancel(client, engine, runtime, shop):
     post(client, shop, UPDATE, JANE)
+
+    def queued() -> list:
+        with engine.connect() as conn:
+            return conn.execute(select(deliveries.c.connector, deliveries.c.operation,
+                                       deliveries.c.subject_id).where(
+                deliveries.c.tenant_id == shop.id,
+                deliveries.c.operation == "journeys.cancel")).all()
+
+    # Without a Rejoiner connection there is nowhere to cancel: said, and nothing queued.
+    answer = post(client, shop, f"{API}/actions/cancel-journeys", {"email": "JANE@example.com"})
+    assert answer.status_code == 200, answer.json
+    assert answer.json["delivery"] == "not_connected" and queued() == []
+    with engine.begin() as conn:
+        connection_store.save_connection(conn, runtime.vault, shop.id, "rejoiner",
+                                         "https://rj2.rejoiner.com/api/v1/site1",
+                                         {"api_key": "rj-test-key"},
+                                         {"site_id": "site1", "currency": "USD"})
     answer = post(client, shop, f"{API}/actions/cancel-journeys", {"email": "JANE@example.com"})
     assert answer.status_code == 200, answer.json
     assert answer.json["email"] == "jane@example.com" and answer.json["customer_id"]
-    with engine.connect() as conn:
-        queued = conn.execute(select(deliveries.c.connector, deliveries.c.operation,
-                                     deliveries.c.subject_id).where(
-            deliveries.c.tenant_id == shop.id, deliveries.c.operation == "journeys.cancel")
-        ).all()
-    assert queued == [("rejoiner", "journeys.cancel", answer.json["customer_id"])]
+    assert answer.json["delivery"] == "queued"
+    assert queued() == [("rejoiner", "journeys.cancel", answer.json["customer_id"])]
     assert post(client, shop, f"{API}/actions/cancel-journeys",
                 {"email": "nope"}).status_code == 400
 

@@ -17,7 +17,7 @@ from gateway.api.idempotency import parse_key
 from gateway.store import idempotency as key_store
 from gateway.store.tables import events, idempotency_keys
 from gateway.store.types import utcnow
-from tests.zapier_helpers import API, counts, make_zapier, order, shop  # noqa: F401
+from tests.zapier_helpers import API, counts, order
 
 RECORD_ORDER = f"{API}/actions/record-order"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.zapier_helpers import API, days_ago, make_zapier, order, shop  # noqa: F401
+from tests.zapier_helpers import API, days_ago, order
 
 FIND_CUSTOMER = f"{API}/actions/find-customer"
 FIND_ORDER = f"{API}/searches/find-order"

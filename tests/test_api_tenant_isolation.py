@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from gateway.store import events as event_store
 from gateway.store.tables import customers, deliveries, events, orders
-from tests.zapier_helpers import API, counts, days_ago, make_zapier, order  # noqa: F401
+from tests.zapier_helpers import API, counts, days_ago, order
 
 TRIGGERS = ["customer-status", "customer-returned", "new-customer", "new-order",
             "consent-changed", "events"]

@@ -11,7 +11,7 @@ from gateway import triggers
 from gateway.api.triggers import decode_cursor, encode_cursor
 from gateway.model import Money, Order
 from gateway.store import events as event_store
-from tests.zapier_helpers import API, days_ago, make_zapier, next_link, order, shop  # noqa: F401
+from tests.zapier_helpers import API, days_ago, next_link, order
 
 ID_FORMAT = re.compile(r"^evt_[0-9a-z]{26}$")
 NEW_ORDER = f"{API}/triggers/new-order"

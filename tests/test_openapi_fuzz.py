@@ -112,9 +112,20 @@ def run_schemathesis(base_url: str, key: str) -> tuple[list[str], int]:
         # that selects which body variant applies (400), and the canonical schemas' cross-field
         # rules (a currency's decimals, an order naming its customer). Every other check,
         # no 5xx and answers matching their schemas included, still holds for them.
-        "operations": [{"include-tag": "actions",
-                        "checks": {"positive_data_acceptance": {"expected-statuses": [
-                            "2xx", "400", "401", "403", "404", "409", "415", "422", "429"]}}}],
+        # The same holds for the webhooks (a signed route refuses a schema-valid body whose
+        # signature is wrong) and for a REST hook's target (a valid URL may not resolve, or may
+        # resolve to a private address).
+        "operations": [
+            {"include-tag": tag, "checks": {"positive_data_acceptance": {"expected-statuses": [
+                "2xx", "400", "401", "403", "404", "409", "415", "422", "429"]}}}
+            for tag in ("actions", "webhooks")
+        ] + [{"include-path-regex": path, "include-method": method,
+              "checks": {"positive_data_acceptance": {"expected-statuses": [
+                  "2xx", "400", "401", "404", "415", "422", "429"]}}}
+             # A connection's options depend on the connector named in the path, and its base
+             # URL, like a hook's target, on what the name resolves to.
+             for path, method in (("^/api/v1/hooks$", "POST"),
+                                  ("^/api/v1/connections/[^/]+$", "PUT"))],
     })
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
     problems: list[str] = []
@@ -177,7 +188,11 @@ def test_key_answers_and_body_answers_are_documented(client):
     authenticated = 0
     for label, operation in _operations(doc):
         responses = operation["responses"]
-        if label.split()[1].startswith("/api/v1/"):
+        if label.split()[1].startswith("/api/v1/webhooks/{tenant_id}/"):
+            # A signed post: its signature, not a key, authenticates it.
+            assert operation["security"] == [], label
+            assert "401" in responses and "429" in responses, label
+        elif label.split()[1].startswith("/api/v1/"):
             authenticated += 1
             assert operation["security"] == [{"bearerAuth": []}, {"basicAuth": []}], label
             assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True

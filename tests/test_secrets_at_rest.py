@@ -43,3 +43,30 @@ def test_no_secret_in_the_database_file(tmp_path):
         assert len(secret_part) == 32 and secret_part.encode() not in raw
     key_file = tmp_path / "secret.key"
     assert key_file.exists() and (key_file.stat().st_mode & 0o077) == 0
+
+
+def test_no_rest_hook_secret_in_the_database_file(tmp_path):
+    """REST-hook signing secrets are stored as Fernet tokens, like connection credentials."""
+    from gateway.hooks import store as hook_store
+
+    settings = Settings.from_env({}, instance_path=tmp_path, database_url=None, secret_key=None)
+    rt = Runtime.open(settings)
+    try:
+        with rt.engine.begin() as conn:
+            tenant = tenants.create_tenant(conn, "Canary hooks")
+            made = [hook_store.create_subscription(
+                conn, rt.vault, tenant.id, event="order.placed",
+                target_url=f"https://hooks.example.test/canary-{n}")
+                for n in range(3)]
+        with rt.engine.connect() as conn:
+            for sub, secret in made:
+                assert hook_store.secret_of(conn, rt.vault, tenant.id, sub.id) == secret
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    finally:
+        rt.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
+    assert b"hooks.example.test/canary-0" in raw  # the scan sees the subscription rows
+    for _, secret in made:
+        assert secret.startswith("whsec_")
+        assert secret.encode() not in raw
+        assert secret[len("whsec_"):].encode() not in raw  # nor its key material alone

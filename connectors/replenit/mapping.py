@@ -151,10 +151,16 @@ def _amount(money: Money | None, currency: str, what: str) -> Decimal | None:
     return money.to_decimal()
 
 
+def _line_sku(line: OrderLine) -> str | None:
+    """Replenit requires a line's SKU; a line that has none (a Rejoiner cart item, say) is
+    sent under its product id, the one thing every line names."""
+    return line.sku or line.product_id
+
+
 def _line_to_wire(line: OrderLine, currency: str) -> dict[str, Any]:
     wire = {
         "ProductId": line.product_id,
-        "Sku": line.sku,
+        "Sku": _line_sku(line),
         "Quantity": line.quantity,
         "Price": _amount(line.unit_price, currency, "a line's unit price"),
         "OriginalPrice": _amount(line.original_price, currency, "a line's original price"),
@@ -178,7 +184,7 @@ def order_to_wire(order: Order, context: Mapping[str, Any] | None = None) -> dic
         "TotalRevenue": order.total.to_decimal(),
         "Currency": currency,
         "TotalQuantity": sum(line.quantity for line in lines),
-        "UniqueQuantity": len({line.sku for line in lines}),
+        "UniqueQuantity": len({_line_sku(line) for line in lines}),
         "IsOrderCancelled": order.cancelled,
         "OrderItems": [_line_to_wire(line, currency) for line in lines],
     }

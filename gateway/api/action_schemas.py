@@ -140,7 +140,9 @@ class CancelAnswerSchema(Schema):
     email = fields.String(required=True)
     customer_id = fields.String(allow_none=True, metadata={
         "description": "the gateway's customer with this email, if it holds one"})
-    delivery = fields.String(required=True, validate=validate.OneOf(["queued"]))
+    delivery = fields.String(required=True, validate=validate.OneOf(["queued", "not_connected"]),
+                             metadata={"description": "`queued` for Rejoiner; `not_connected` "
+                                       "when the tenant has no Rejoiner connection"})
 
     class Meta:
         example = {"email": "customer@example.com",

@@ -32,8 +32,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 from gateway import ingest as core
 from gateway.api.action_schemas import (
     BODIES,
-    MAX_RECORDS,
     CANONICAL_EXTRAS,
+    MAX_RECORDS,
     CancelAnswerSchema,
     CancelBodySchema,
     ErasureAnswerSchema,
@@ -50,8 +50,7 @@ from gateway.api.idempotency import HEADER_DOC, REPLAYED_HEADER, idempotent
 from gateway.api.params import ZapierBlueprint
 from gateway.api.searches import order_answer, rekindle_customer
 from gateway.model import Product, normalise_email
-from gateway.relay import outbox
-from gateway.relay.planned import PlannedDelivery
+from gateway.relay import plan_journey_cancel
 from gateway.store import erasure, records
 from gateway.triggers import amount_text, iso_time
 
@@ -339,10 +338,9 @@ class CancelJourneys(Action):
         if erasure.is_erased(conn, tenant_id(), email=email):
             abort(422, message=ERASED, errors={"email": [ERASED]})
         customer_id = records.customer_id_for(conn, tenant_id(), email=email)
-        outbox.enqueue(conn, tenant_id(), [PlannedDelivery(
-            connector="rejoiner", operation="journeys.cancel", record=email,
-            subject_id=customer_id)])
-        return {"email": email, "customer_id": customer_id, "delivery": "queued"}
+        queued = plan_journey_cancel(conn, tenant_id(), email, customer_id=customer_id)
+        return {"email": email, "customer_id": customer_id,
+                "delivery": "queued" if queued else "not_connected"}
 
 
 @blp.route("/actions/record-winback-sent")

@@ -26,13 +26,56 @@ from marshmallow import ValidationError as SchemaError
 from gateway import connections as service
 from gateway import netguard
 from gateway.api.auth import requires, tenant_id
-from gateway.api.blueprint import RATE_LIMIT_HEADERS, Blueprint
+from gateway.api.blueprint import RATE_LIMIT_HEADERS, Blueprint, rate_limit_headers
 from gateway.runtime import runtime
 
 blp = Blueprint("connections", __name__,
                 description="The tenant's connections to Rekindle, Rejoiner, RCI and Replenit")
 
 NAMES = ", ".join(f"`{n}`" for n in service.CONNECTORS)
+#: The path segment: one of the four names (documented as an enum; any other is a 404).
+NAME_RULE = f"<any({', '.join(service.CONNECTORS)}):name>"
+PRINTABLE = r"^[\x21-\x7e]+$"
+SITE_ID = r"^[A-Za-z0-9._~-]{1,100}$"
+GUID = r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"
+CURRENCY = r"^[A-Za-z]{3}$"
+#: A 404 for a name that is not a connector comes from routing, before the key is read.
+NOT_FOUND_HEADERS = rate_limit_headers(required=False)
+
+
+def _credential_string(**metadata: object) -> fields.String:
+    return fields.String(validate=[validate.Length(min=1, max=service.MAX_CREDENTIAL_CHARS),
+                                   validate.Regexp(PRINTABLE, error="must be printable ASCII "
+                                                   "without spaces or line breaks")],
+                         metadata={"pattern": PRINTABLE, **metadata})
+
+
+def _option(pattern: str, description: str, error: str) -> fields.String:
+    return fields.String(allow_none=True, validate=validate.Regexp(pattern, error=error),
+                         metadata={"pattern": pattern, "description": description})
+
+
+class OptionsSchema(Schema):
+    """The options a connection can have; which apply depends on the connector."""
+
+    class Meta:
+        unknown = RAISE
+
+    site_id = _option(SITE_ID, "Rejoiner (required): the site id",
+                      "must be 1 to 100 letters, digits or . _ ~ -")
+    tenant_id = _option(GUID, "Replenit (required): the tenant id, a GUID", "must be a GUID")
+    currency = _option(CURRENCY, "Rekindle, Rejoiner: an ISO 4217 code, any case (default "
+                                 "the tenant's base currency)", "must be an ISO 4217 code")
+
+
+class CredentialsSchema(Schema):
+    """The connector's credential fields (only its own apply)."""
+
+    class Meta:
+        unknown = RAISE
+
+    api_key = _credential_string(description="Rekindle, Rejoiner, Replenit")
+    api_token = _credential_string(description="RCI")
 
 
 class ConnectionSchema(Schema):
@@ -62,19 +105,17 @@ class ConnectionPutSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    credentials = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+    credentials = fields.Nested(CredentialsSchema, metadata={
         "description": "the connector's credential fields (`api_key`; RCI: `api_token`); "
                        "never answered back"})
-    api_key = fields.String(metadata={"description": "shorthand for a connector's one "
-                                                     "credential field"})
-    base_url = fields.String(allow_none=True, metadata={
+    api_key = _credential_string(description="shorthand for a connector's one credential "
+                                             "field (not with `credentials`)")
+    base_url = fields.String(allow_none=True, validate=validate.Length(max=2000), metadata={
         "description": "another scheme://host:port for the service (the documented path is "
                        "kept); checked against private addresses"})
-    options = fields.Dict(keys=fields.String(), values=fields.String(allow_none=True),
-                          metadata={"description": "`site_id` (Rejoiner, required), "
-                                                   "`tenant_id` (Replenit, required, a GUID), "
-                                                   "`currency` (Rekindle, Rejoiner; ISO 4217, "
-                                                   "default the tenant's base currency)"})
+    options = fields.Nested(OptionsSchema, metadata={
+        "description": "`site_id` (Rejoiner, required), `tenant_id` (Replenit, required), "
+                       "`currency` (Rekindle, Rejoiner); another connector's option is a 422"})
 
     @validates_schema
     def _one_credential_form(self, data: dict, **kwargs: object) -> None:
@@ -119,12 +160,12 @@ class Connections(MethodView):
         return [s.as_dict() for s in service.list_summaries(rt.engine, rt.vault, tenant_id())]
 
 
-@blp.route("/connections/<name>")
+@blp.route(f"/connections/{NAME_RULE}")
 class Connection(MethodView):
     decorators = [requires("admin")]
 
     @blp.key_responses("admin")
-    @blp.error_response(404, NOT_FOUND, RATE_LIMIT_HEADERS)
+    @blp.error_response(404, NOT_FOUND, NOT_FOUND_HEADERS)
     @blp.response(200, ConnectionSchema, headers=RATE_LIMIT_HEADERS, example=CONNECTION_EXAMPLE)
     def get(self, name: str):
         """One connection (never its secret)."""
@@ -139,7 +180,7 @@ class Connection(MethodView):
     @blp.body_responses()
     @blp.arguments(ConnectionPutSchema, required=True, example=PUT_EXAMPLE,
                    description="the connection; it replaces any the tenant has")
-    @blp.error_response(404, f"no such connector (the names are {NAMES})", RATE_LIMIT_HEADERS)
+    @blp.error_response(404, f"no such connector (the names are {NAMES})", NOT_FOUND_HEADERS)
     @blp.response(200, ConnectionSchema, headers=RATE_LIMIT_HEADERS, example=CONNECTION_EXAMPLE)
     def put(self, body: dict, name: str):
         """Create or replace the connection; answers it, without the secret.
@@ -163,11 +204,11 @@ class Connection(MethodView):
                 base_url=body.get("base_url"), options=body.get("options"), set_via="api",
                 check_url=lambda url: netguard.check_target(url, allow_private=allowed))
         except service.InvalidConnection as exc:
-            abort(422, message="the connection is not valid; see errors", errors=exc.errors)
+            abort(422, message="the connection is not valid; see errors", errors=exc.nested())
         return summary.as_dict()
 
     @blp.key_responses("admin")
-    @blp.error_response(404, NOT_FOUND, RATE_LIMIT_HEADERS)
+    @blp.error_response(404, NOT_FOUND, NOT_FOUND_HEADERS)
     @blp.response(204, headers=RATE_LIMIT_HEADERS, description="deleted")
     def delete(self, name: str):
         """Delete the connection (its deliveries wait until there is one again)."""
@@ -179,12 +220,12 @@ class Connection(MethodView):
         return None
 
 
-@blp.route("/connections/<name>/check")
+@blp.route(f"/connections/{NAME_RULE}/check")
 class Check(MethodView):
     decorators = [requires("admin")]
 
     @blp.key_responses("admin")
-    @blp.error_response(404, NOT_FOUND, RATE_LIMIT_HEADERS)
+    @blp.error_response(404, NOT_FOUND, NOT_FOUND_HEADERS)
     @blp.response(200, CheckSchema, headers=RATE_LIMIT_HEADERS,
                   example={"ok": True, "detail": "the API key works"})
     def post(self, name: str):

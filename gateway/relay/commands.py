@@ -14,7 +14,6 @@ import json
 import logging
 import signal
 import sys
-import threading
 from typing import Any, Sequence
 
 from gateway.relay import admin, runs
@@ -38,25 +37,27 @@ def _scope(args: argparse.Namespace) -> TenantScope:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    """Run the delivery loop until SIGTERM or SIGINT: then claim nothing more, finish the sends
-    in flight and exit."""
-    from gateway.relay.worker import Worker
+    """Run this process's background loops (:class:`gateway.background.Background`: the
+    delivery worker, the hook sender, the webhook drainer, the schedule ticker) without the API
+    until SIGTERM or SIGINT; then claim nothing more, finish the sends in flight and exit."""
+    from gateway.background import Background
 
     runtime = _runtime()
-    stop = threading.Event()
+    background = Background(runtime, worker_threads=args.threads)
 
     def _stop(signum: int, _frame: Any) -> None:
-        log.info("delivery worker: %s received, finishing the sends in flight",
+        log.info("worker: %s received, finishing the sends in flight",
                  signal.Signals(signum).name)
-        stop.set()
+        background.stop_event.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    worker = Worker(runtime, threads=args.threads)
-    print(f"delivery worker {worker.name} ready", flush=True)
     try:
-        worker.run_forever(stop)
+        background.start()
+        print(f"delivery worker {background.worker.name} ready", flush=True)
+        background.wait()
     finally:
+        background.stop()
         runtime.close()
 
 

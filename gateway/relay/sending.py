@@ -24,8 +24,13 @@ a payload that does not read back      that row dead
 =====================================  ===================================================
 
 Writes that are not idempotent at the service (Rejoiner's convert) go one record at a time,
-and each success is recorded (``sent_at``) before the next is sent: a row the service already
-accepted is completed without sending it again.
+and each success is recorded (``sent_at``, its own small transaction) before the next is sent:
+a row the service already accepted is completed without sending it again, whether its worker
+died, stalled past its lease or lost the database before completing it. What this cannot
+close: a process killed in the milliseconds between Rejoiner's 200 and that commit resends the
+convert, which converts twice. Rejoiner takes no idempotency key and lists no conversions (the
+sandbox's activity record is the sandbox's own), so the gateway cannot ask; recording before
+sending instead would make a crash lose the purchase (at most once), which is worse.
 """
 
 from __future__ import annotations

@@ -150,11 +150,14 @@ class Worker:
             try:
                 self.run_once()
                 failures = 0
-            except SQLAlchemyError as exc:
+            except Exception as exc:  # the database went away, or a bug: keep the loop alive
                 failures += 1
                 pause = min(10.0, 0.2 * 2 ** min(failures, 6))
-                log.warning("delivery worker: the database failed (%s); again in %.1fs",
-                            type(exc).__name__, pause)
+                if isinstance(exc, SQLAlchemyError):
+                    log.warning("delivery worker: the database failed (%s); again in %.1fs",
+                                type(exc).__name__, pause)
+                else:
+                    log.exception("delivery worker: a drain failed; again in %.1fs", pause)
                 stop.wait(pause)
                 continue
             if self.stopping():

@@ -7,8 +7,10 @@ on it without storing anything:
 
 - a route with an **anchor** (seconds after midnight UTC, e.g. the re-score's 03:00) has its
   slots on that time of day, every interval after it;
-- a route without one is **spread**: its offset is a fraction of the interval taken from a hash
-  of (tenant, route), so a thousand tenants polling every 15 minutes do not all poll at :00.
+- a route without one is **spread**: its offset is a fraction of the interval (in whole
+  milliseconds) taken from a hash of (tenant, route), so a thousand tenants polling every 15
+  minutes do not all poll at :00, and several processes ticking at different moments share
+  the work of schedules with short intervals.
 
 After a run, the next slot is the first grid point strictly after the time the run ended, so a
 schedule that missed several slots (every worker was down) runs once, not once per missed slot.
@@ -43,7 +45,7 @@ def offset_seconds(tenant_id: str, route: str, interval_seconds: int,
         return float(anchor_seconds) % interval_seconds
     digest = hashlib.sha256(f"{tenant_id}\0{route}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
-    return float(int(fraction * interval_seconds))  # whole seconds, for readable times
+    return int(fraction * interval_seconds * 1000) / 1000  # whole milliseconds
 
 
 def next_slot_after(moment: datetime, interval_seconds: int, offset: float) -> datetime:

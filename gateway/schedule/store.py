@@ -62,6 +62,7 @@ class Change:
     route: str
     action: str  # insert, interval, enable, disable
     values: Mapping[str, Any]
+    old_interval: int | None = None  # for "interval": the value it replaces
 
 
 def first_run(job: Job, tenant_id: str, interval: int, now: datetime) -> datetime:
@@ -102,8 +103,8 @@ def plan_sync(conn: Connection, tenant_id: str, settings: TenantSettings, *,
             offset = slots.offset_seconds(tenant_id, job.route, interval, job.anchor_seconds)
             soonest = min(utc(row.next_run_at), slots.slot_at_or_after(now, interval, offset))
             changes.append(Change(job.route, "interval", {
-                "interval_seconds": interval, "enabled": True, "next_run_at": soonest,
-                "_old": row.interval_seconds}))
+                "interval_seconds": interval, "enabled": True, "next_run_at": soonest},
+                old_interval=row.interval_seconds))
         elif not row.enabled:
             changes.append(Change(job.route, "enable", {"enabled": True}))
     return changes
@@ -119,7 +120,7 @@ def sync_schedules(conn: Connection, tenant_id: str, settings: TenantSettings, *
     changes made."""
     changes = plan_sync(conn, tenant_id, settings, registry=registry, now=now)
     for change in changes:
-        values = {k: v for k, v in change.values.items() if not k.startswith("_")}
+        values = dict(change.values)
         where = [s.tenant_id == tenant_id, s.route == change.route]
         if change.action == "insert":
             conn.execute(insert_for(conn, schedules)
@@ -127,7 +128,7 @@ def sync_schedules(conn: Connection, tenant_id: str, settings: TenantSettings, *
                          .on_conflict_do_nothing(index_elements=["tenant_id", "route"]))
             continue
         if change.action == "interval":
-            where.append(s.interval_seconds == change.values["_old"])
+            where.append(s.interval_seconds == change.old_interval)
         conn.execute(update(schedules).where(*where).values(**values))
     return changes
 

@@ -322,6 +322,9 @@ class Ticker:
         from apscheduler.executors.pool import ThreadPoolExecutor as TickExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
+        executor_log = logging.getLogger("apscheduler.executors.default")
+        if executor_log.level == logging.NOTSET:  # two INFO lines a tick, unless asked for
+            executor_log.setLevel(logging.WARNING)
         scheduler = BackgroundScheduler(timezone=timezone.utc,
                                         executors={"default": TickExecutor(1)})
         scheduler.add_job(self._tick_logged, "interval", seconds=self.tick_seconds,

@@ -48,6 +48,7 @@ from gateway.model import utc
 from gateway.scoring.items import FIRST_STATUS_EVENTS, planned_events
 from gateway.scoring.rules import Rules, rfm_cells
 from gateway.scoring.sql import SqlDialect, facts_params, facts_sql
+from gateway.store import db
 from gateway.store.events import append_events
 from gateway.store.tables import customers
 from gateway.store.tenants import get_settings
@@ -87,6 +88,9 @@ cells = Table(
     Column("segments", Json, nullable=False),
     prefixes=["TEMPORARY"],
 )
+
+#: The events the pass writes.
+_EVENT_TYPES = ("customer.status_changed", "customer.returned")
 
 _STAGED = ("customer_id, old_status, order_count, ltv_minor, first_at, last_at, eff_count, "
            "eff_ltv, last_epoch, gap, status, score, visits, returned_at")
@@ -233,7 +237,9 @@ def rescore_tenant(engine: Engine, tenant_id: str, *, now: datetime | None = Non
     """
     started = time.perf_counter()
     now = utc(now) or utcnow()
-    with engine.begin() as conn:
+    # The writer first (SQLite's BEGIN IMMEDIATE): a deferred transaction that read before another
+    # writer committed would fail with "database is locked" at its first write.
+    with db.write_transaction(engine) as conn:
         d = SqlDialect(conn.dialect.name)
         settings = get_settings(conn, tenant_id)
         rules = Rules.from_settings(settings)
@@ -262,12 +268,20 @@ def rescore_tenant(engine: Engine, tenant_id: str, *, now: datetime | None = Non
                       time.perf_counter() - started)
             transitions = returns = 0
             if gateway:
+                # The deliveries the status events call for (the win-back route), planned in
+                # this transaction once the statuses are stored; nothing when no route takes
+                # them. The relay imports this package, so it is imported here.
+                from gateway.relay.routes_planning import bulk_planning
+
+                deliveries = bulk_planning(conn, tenant_id, _EVENT_TYPES)
                 transitions, returns = _write_events(conn, tenant_id, settings.base_currency, now)
             log.debug("rescore %s: %d events written at %.2fs", tenant_id,
                       transitions + returns, time.perf_counter() - started)
             update = text(_update_sql(d, gateway, cuts)).bindparams(
                 bindparam("now_ts", type_=UTCDateTime()))
             updated = conn.execute(update, params).rowcount
+            if gateway:
+                deliveries.plan_written()
         finally:
             _drop_temp(conn)
     return RescoreResult(tenant_id=tenant_id, customers=looked, scored=scored, updated=updated,

@@ -20,7 +20,6 @@ bytes of what is overwritten or deleted do not linger in the file's free space.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +68,9 @@ class ErasureResult:
     external_ids: Mapping[str, str] = field(default_factory=dict)
     already_redacted: bool = False
     event: Event | None = None  # the customer.redacted event (None when already redacted)
+    #: The customer's email(s) before the wipe, for the relay's erasure route (Rejoiner's
+    #: unsubscribe, Replenit's delete) in this same transaction; never stored.
+    emails: tuple[str, ...] = ()
 
 
 def _hash(*parts: str) -> str:
@@ -198,13 +200,13 @@ def erase_customer(conn: Connection, tenant_id: str, *, email: str | None = None
         return ErasureResult(customer_id=row.id, event_id="", events_scrubbed=scrubbed,
                              answers_scrubbed=answers, tombstones=count,
                              redacted_at=row.redacted_at, external_ids=held,
-                             already_redacted=True)
+                             already_redacted=True, emails=tuple(sorted(emails)))
     event = append_event(conn, tenant_id, "customer.redacted", row.id,
                          redacted_item(customer_id=row.id, redacted_at=when), occurred_at=when,
                          source="gateway")
     return ErasureResult(customer_id=row.id, event_id=event.id, events_scrubbed=scrubbed,
                          answers_scrubbed=answers, tombstones=count, redacted_at=when,
-                         external_ids=held, event=event)
+                         external_ids=held, event=event, emails=tuple(sorted(emails)))
 
 
 def _scrub_events(conn: Connection, tenant_id: str, customer_id: str) -> int:
@@ -250,28 +252,15 @@ class _Personal:
 
 def _scrub_answers(conn: Connection, tenant_id: str, customer_id: str,
                    personal: _Personal) -> int:
-    """Scrub the tenant's stored idempotent answers that mention the customer (its id, email,
-    phone or external ids): in a JSON answer each string holding personal data becomes null; an
-    answer that is not JSON is replaced by an empty text. Returns how many were rewritten."""
+    """Forget the tenant's stored idempotent answers that mention the customer (its id, email,
+    phone or external ids): the rows go, so no personal data stays in them and no replay can
+    serve an answer whose fields were blanked (a retry with that key now runs again and is
+    refused, the customer being erased). Returns how many were forgotten."""
     needles = [customer_id, *personal.substrings]
     body = idempotency_keys.c.response_body
-    rows = conn.execute(select(idempotency_keys.c.key, body).where(
+    return conn.execute(delete(idempotency_keys).where(
         idempotency_keys.c.tenant_id == tenant_id, body.is_not(None),
-        or_(*[body.ilike(f"%{_like_escape(n)}%", escape="\\") for n in needles]))).all()
-    changed = 0
-    for key, text in rows:
-        try:
-            answer = json.loads(text)
-        except ValueError:
-            answer = None
-        scrubbed = personal.scrub(answer)
-        if answer is None or scrubbed != answer:
-            scrubbed = "" if answer is None else json.dumps(scrubbed, separators=(",", ":"))
-            conn.execute(update(idempotency_keys).where(
-                idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == key)
-                .values(response_body=scrubbed))
-            changed += 1
-    return changed
+        or_(*[body.ilike(f"%{_like_escape(n)}%", escape="\\") for n in needles]))).rowcount
 
 
 def _like_escape(text: str) -> str:

@@ -391,3 +391,58 @@ sync_runs = Table(
     Column("error", Text),
     Index(None, "tenant_id", "route", "started_at"),
 )
+
+# REST-hook subscriptions (migration 0004, gateway/hooks/): a Zapier subscribe. ``secret`` is the
+# signing secret as a Fernet token (like connection credentials); ``failing_since`` is when the
+# target's current run of failures began (cleared by a success), which disables it after days.
+hook_subscriptions = Table(
+    "hook_subscriptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    _tenant(),
+    Column("event", String(64), nullable=False),
+    Column("target_url", Text, nullable=False),
+    Column("filter", Json, nullable=False, default=dict),
+    Column("secret", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False, default="active"),  # active, disabled
+    Column("failing_since", UTCDateTime()),
+    Column("last_error", Text),
+    *_stamps(),
+    Index(None, "tenant_id", "event", "status"),
+)
+
+# Inbound webhooks (migration 0004, gateway/webhooks/). A tenant's signing secrets, encrypted
+# with the credential vault: the current one, and for a day after a rotation the previous one.
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), primary_key=True),
+    Column("current", LargeBinary, nullable=False),  # MultiFernet token of {"secret": ...}
+    Column("previous", LargeBinary),
+    Column("rotated_at", UTCDateTime()),
+    *_stamps(),
+)
+
+# Accepted posts: one row per (tenant, webhook-id), written in one small transaction before the
+# 202, so the webhook-id's dedupe is this unique constraint. ``state``: pending (not ingested
+# yet), done (ingested; ``body`` cleared, ``result`` holds what was stored), dead (``reason``).
+webhook_inbox = Table(
+    "webhook_inbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    _tenant(),
+    Column("webhook_id", String(200), nullable=False),
+    Column("topic", String(32), nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("reason", Text),
+    Column("result", Json),
+    Column("finished_at", UTCDateTime()),
+    UniqueConstraint("tenant_id", "webhook_id"),
+    Index(None, "state", "id"),
+    Index(None, "tenant_id", "state", "id"),
+    Index(None, "tenant_id", "received_at"),
+)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
 
+from gateway.runtime import Runtime
 from gateway.schedule import jobs, retention
 from gateway.schedule.ticker import Ticker
 from gateway.store.tables import customers, dedupe_keys, deliveries, idempotency_keys
@@ -73,9 +75,8 @@ def test_the_retention_schedule_uses_the_process_setting_for_done_deliveries(
         sched_db, new_tenant):
     tenant = new_tenant()
     _seed_retention_rows(sched_db.engine, tenant)
-    runtime = sched_db.runtime
-    runtime = type(runtime)(settings=runtime.settings.__class__(
-        **{**runtime.settings.__dict__, "done_retention_days": 10.0}), engine=runtime.engine)
+    runtime = Runtime(settings=replace(sched_db.runtime.settings, done_retention_days=10.0),
+                      engine=sched_db.engine)
     registry = jobs.builtin_registry()
     ticker = Ticker(runtime, "retention-test", registry=registry, clock=FakeClock(NOW))
     try:

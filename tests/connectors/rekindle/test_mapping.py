@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -204,19 +203,6 @@ def test_wire_answer_to_canonical_to_wire_is_exact(drawn, rekindle_id, returned)
     assert was_returned is returned
     assert customer.external_ids == {"rekindle": rekindle_id}
     assert customer_to_wire(customer, currency) == body
-
-
-def test_canonical_to_wire_is_fast():
-    customers = [Customer(email=f"c{i}@example.com", first_name="Mary Ann",
-                          last_name="van der Berg", phone="+27821234567",
-                          lifetime_value=Money(123456 + i, "USD"), order_count=i % 20,
-                          last_order_at=datetime(2025, 1, 1, tzinfo=timezone.utc)
-                          + timedelta(hours=i)) for i in range(20_000)]
-    started = time.perf_counter()
-    bodies = [customer_to_wire(c, "USD") for c in customers]
-    elapsed = time.perf_counter() - started
-    assert len(bodies) == 20_000
-    assert elapsed < 2.0, f"{20_000 / elapsed:.0f} records/s"
 
 
 def test_mapping_imports_only_the_stdlib_and_the_canonical_model():

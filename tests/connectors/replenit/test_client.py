@@ -110,10 +110,12 @@ def test_invalid_records_rejected_valid_ones_resent_once(client, base):
 
 def test_nested_item_errors_name_the_order(client, base):
     broken = order(1)
-    broken.lines[0].sku = None
+    broken.lines[0].sku = None  # a line naming neither SKU nor product: nothing to send as Sku
+    broken.lines[0].product_id = None
     result = CONNECTOR.operations["orders.upsert"].send(client, [order(0), broken, order(2)],
                                                         CONTEXT)
-    assert result.rejected == {1: {"OrderItems[0].Sku": ["The Sku field is required."]}}
+    assert result.rejected == {1: {"OrderItems[0].ProductId": ["The ProductId field is required."],
+                                   "OrderItems[0].Sku": ["The Sku field is required."]}}
     assert result.accepted == 2 and stats(base)["orders"] == 2
 
 

@@ -1,0 +1,164 @@
+"""The inbox: every accepted webhook post, committed before its answer.
+
+:func:`accept` writes one row in one small transaction. The row's unique (tenant, webhook-id)
+IS the redelivery dedupe: a post and its id are recorded together or not at all, so a crash
+can never leave an id marked seen whose post was not stored. A repeated id inserts nothing and
+is answered as a duplicate. The drainer (:mod:`gateway.webhooks.drain`) ingests pending rows;
+an ingested row keeps its id (and what it stored) but not its body, which is cleared (the
+ingested records hold the data now; the inbox does not keep a second copy of personal data).
+A row that cannot be ingested is ``dead`` with its reason, and is listed, never dropped.
+
+Every query takes the tenant, except the drainer's choice of the next pending row
+(:func:`next_pending`), which serves every tenant and returns only the row's id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, select
+
+from gateway.store.tables import webhook_inbox
+from gateway.store.types import utcnow
+from gateway.store.upsert import insert_for
+
+STATES = ("pending", "done", "dead")
+#: Ingested rows (and so their webhook-ids) are kept at least this long.
+RETENTION_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What :func:`accept` did: ``entry_id`` is the inbox row (the new one, or the one an
+    earlier post with the same webhook-id made, then ``duplicate``)."""
+
+    entry_id: int
+    duplicate: bool
+    state: str
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    id: int
+    tenant_id: str
+    webhook_id: str
+    topic: str
+    format: str
+    body: str
+    received_at: datetime
+    state: str
+    attempts: int
+    reason: str | None
+    result: Any
+    finished_at: datetime | None
+
+
+def _entry(row: Any) -> InboxEntry:
+    return InboxEntry(row.id, row.tenant_id, row.webhook_id, row.topic, row.format, row.body,
+                      row.received_at, row.state, row.attempts, row.reason, row.result,
+                      row.finished_at)
+
+
+_ACCEPT_STATEMENTS: dict[str, Any] = {}
+
+
+def _accept_statement(conn: Connection) -> Any:
+    """The accept path's INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per
+    dialect with bound parameters (so SQLAlchemy compiles it once: a hot path)."""
+    stmt = _ACCEPT_STATEMENTS.get(conn.dialect.name)
+    if stmt is None:
+        values: dict[str, Any] = {
+            name: bindparam(name, type_=webhook_inbox.c[name].type) for name in
+            ("tenant_id", "webhook_id", "topic", "format", "body", "received_at")}
+        stmt = insert_for(conn, webhook_inbox).values(
+            {**values, "state": "pending", "attempts": 0}).on_conflict_do_nothing(
+            index_elements=["tenant_id", "webhook_id"]).returning(webhook_inbox.c.id)
+        _ACCEPT_STATEMENTS[conn.dialect.name] = stmt
+    return stmt
+
+
+def accept(conn: Connection, tenant_id: str, webhook_id: str, topic: str, fmt: str,
+           body: str, *, received_at: datetime | None = None) -> Accepted:
+    """Store the post as pending, unless the tenant already has ``webhook_id``."""
+    new_id = conn.execute(_accept_statement(conn), {
+        "tenant_id": tenant_id, "webhook_id": webhook_id, "topic": topic, "format": fmt,
+        "body": body, "received_at": received_at or utcnow()}).scalar()
+    if new_id is not None:
+        return Accepted(int(new_id), False, "pending")
+    row = conn.execute(select(webhook_inbox.c.id, webhook_inbox.c.state).where(
+        webhook_inbox.c.tenant_id == tenant_id,
+        webhook_inbox.c.webhook_id == webhook_id)).one()
+    return Accepted(int(row.id), True, row.state)
+
+
+def get_entry(conn: Connection, tenant_id: str, entry_id: int) -> InboxEntry | None:
+    row = conn.execute(select(webhook_inbox).where(webhook_inbox.c.tenant_id == tenant_id,
+                                                   webhook_inbox.c.id == entry_id)).first()
+    return None if row is None else _entry(row)
+
+
+def list_entries(conn: Connection, tenant_id: str, *, state: str | None = None,
+                 limit: int = 100, before: int | None = None) -> list[InboxEntry]:
+    """The tenant's entries, newest first (``before``: ids below it, to page back)."""
+    query = select(webhook_inbox).where(webhook_inbox.c.tenant_id == tenant_id)
+    if state is not None:
+        query = query.where(webhook_inbox.c.state == state)
+    if before is not None:
+        query = query.where(webhook_inbox.c.id < before)
+    rows = conn.execute(query.order_by(webhook_inbox.c.id.desc()).limit(limit))
+    return [_entry(row) for row in rows]
+
+
+def has_pending(conn: Connection) -> bool:
+    """Whether any tenant has a pending row (a plain read; the drainer's idle check)."""
+    return conn.execute(select(webhook_inbox.c.id).where(
+        webhook_inbox.c.state == "pending").limit(1)).first() is not None
+
+
+def next_pending(conn: Connection) -> tuple[int, str] | None:
+    """The oldest pending row of any tenant, locked for this transaction on PostgreSQL
+    (``FOR UPDATE SKIP LOCKED``: two drainers never take the same row); on SQLite the caller's
+    transaction holds the write lock already (``BEGIN IMMEDIATE``). Returns (id, tenant)."""
+    query = (select(webhook_inbox.c.id, webhook_inbox.c.tenant_id)
+             .where(webhook_inbox.c.state == "pending").order_by(webhook_inbox.c.id).limit(1))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    row = conn.execute(query).first()
+    return None if row is None else (int(row.id), row.tenant_id)
+
+
+def mark_done(conn: Connection, tenant_id: str, entry_id: int, result: Any, *,
+              now: datetime | None = None) -> None:
+    """Ingested: the body is cleared, what was stored kept."""
+    conn.execute(webhook_inbox.update().where(
+        webhook_inbox.c.tenant_id == tenant_id, webhook_inbox.c.id == entry_id).values(
+        state="done", body="", result=result, reason=None, finished_at=now or utcnow(),
+        attempts=webhook_inbox.c.attempts + 1))
+
+
+def mark_failed(conn: Connection, tenant_id: str, entry_id: int, reason: str, *,
+                dead: bool, now: datetime | None = None) -> bool:
+    """Record a failed attempt on a pending row: ``dead`` with its reason, or still pending.
+    False when the row was no longer pending (another drainer finished it)."""
+    values: dict[str, Any] = {"reason": reason, "attempts": webhook_inbox.c.attempts + 1}
+    if dead:
+        values.update(state="dead", finished_at=now or utcnow())
+    done = conn.execute(webhook_inbox.update().where(
+        webhook_inbox.c.tenant_id == tenant_id, webhook_inbox.c.id == entry_id,
+        webhook_inbox.c.state == "pending").values(**values))
+    return done.rowcount == 1
+
+
+def prune(conn: Connection, tenant_id: str, *, now: datetime | None = None,
+          retention_days: int = RETENTION_DAYS) -> int:
+    """Delete the tenant's ingested rows received more than ``retention_days`` ago (their
+    webhook-ids are forgotten then); pending and dead rows are kept. Returns the count."""
+    if retention_days < RETENTION_DAYS:
+        raise ValueError(f"webhook-ids are kept at least {RETENTION_DAYS} days")
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    done = conn.execute(delete(webhook_inbox).where(
+        webhook_inbox.c.tenant_id == tenant_id, webhook_inbox.c.state == "done",
+        webhook_inbox.c.received_at < cutoff))
+    return done.rowcount
