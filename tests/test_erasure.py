@@ -248,3 +248,24 @@ def test_an_erasure_names_its_customer(engine, tenant):
             erasure.erase_customer(conn, tenant.id)
         assert erasure.erase_customer(conn, tenant.id, email="nobody@example.com") is None
         assert erasure.erase_customer(conn, tenant.id, email="not an email") is None
+
+
+def test_dead_lettered_webhook_posts_naming_the_customer_are_emptied(engine, make_tenant):
+    from gateway.store.tables import webhook_inbox
+
+    tenant, other = make_tenant(), make_tenant()
+    person = Person()
+    held(engine, tenant.id, person)
+    body = json.dumps({"email": person.email, "note": "refused by ingest"})
+    with engine.begin() as conn:
+        for owner, hook_id in ((tenant.id, "wh-dead"), (other.id, "wh-other")):
+            conn.execute(webhook_inbox.insert().values(
+                tenant_id=owner, webhook_id=hook_id, topic="customers", format="canonical",
+                body=body, received_at=NOW, state="dead", attempts=1, reason="invalid"))
+    with engine.begin() as conn:
+        erasure.erase_customer(conn, tenant.id, email=person.email, now=NOW)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(select(webhook_inbox.c.tenant_id, webhook_inbox.c.body).where(
+            webhook_inbox.c.webhook_id.in_(["wh-dead", "wh-other"]))).all())
+    assert rows[tenant.id] == ""
+    assert rows[other.id] == body  # another tenant's post is not this erasure's business

@@ -35,6 +35,7 @@ from gateway.store.tables import (
     events,
     idempotency_keys,
     tombstones,
+    webhook_inbox,
 )
 from gateway.store.types import utcnow
 from gateway.store.upsert import insert_for
@@ -194,6 +195,7 @@ def erase_customer(conn: Connection, tenant_id: str, *, email: str | None = None
         customer_external_ids.c.customer_id == row.id))
     scrubbed = _scrub_events(conn, tenant_id, row.id)
     answers = _scrub_answers(conn, tenant_id, row.id, personal)
+    _scrub_dead_posts(conn, tenant_id, personal, when)
     count = len(_tombstone_hashes(tenant_id, None, {**(external_ids or {}), **held})) + len(
         emails)
     if row.redacted_at is not None:
@@ -261,6 +263,22 @@ def _scrub_answers(conn: Connection, tenant_id: str, customer_id: str,
     return conn.execute(delete(idempotency_keys).where(
         idempotency_keys.c.tenant_id == tenant_id, body.is_not(None),
         or_(*[body.ilike(f"%{_like_escape(n)}%", escape="\\") for n in needles]))).rowcount
+
+
+def _scrub_dead_posts(conn: Connection, tenant_id: str, personal: _Personal,
+                      when: datetime) -> int:
+    """Empty the bodies of dead-lettered webhook posts that name the customer (they are kept
+    for listing and replay; once erased there is nothing to replay). Pending posts keep theirs
+    until the drainer ingests them, which skips the erased customer and clears the body."""
+    body = webhook_inbox.c.body
+    needles = personal.substrings
+    if not needles:
+        return 0
+    return conn.execute(update(webhook_inbox).where(
+        webhook_inbox.c.tenant_id == tenant_id, webhook_inbox.c.state == "dead",
+        or_(*[body.ilike(f"%{_like_escape(n)}%", escape="\\") for n in needles]))
+        .values(body="", reason="emptied: it named a customer erased at their request",
+                finished_at=when)).rowcount
 
 
 def _like_escape(text: str) -> str:

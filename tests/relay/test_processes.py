@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from gateway.relay import claim
 from gateway.relay.claim import Group
+from gateway.store import db
 from gateway.store.tables import deliveries, sync_runs
 from gateway.store.types import utcnow
 from tests.connectors.conftest import sandbox_log, sandbox_stats, set_faults
@@ -50,6 +53,29 @@ def _start(relay_db, stopping, tmp_path, name: str, **env: str):  # noqa: ANN001
              f"worker {name} to start")
     assert process.poll() is None, log.read_text()
     return process, log
+
+
+def _stop_outside_a_write(process, url: str) -> None:  # noqa: ANN001
+    """SIGSTOP ``process`` at a moment it holds no write transaction. On SQLite a process
+    stopped inside one (its delivery thread is mid-send, but another of its loops may be
+    writing) would hold the single write lock, and every other writer would wait for it: the
+    embedded database's nature, not what this test is about. PostgreSQL locks only rows."""
+    path = db.sqlite_file(url) if url.startswith("sqlite") else None
+    for _ in range(200):
+        os.kill(process.pid, signal.SIGSTOP)
+        if path is None:
+            return
+        probe = sqlite3.connect(path, timeout=0.05)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # locked by the process: let it finish that write
+            os.kill(process.pid, signal.SIGCONT)
+            time.sleep(0.01)
+        finally:
+            probe.close()
+    raise AssertionError("the worker never left its write transactions")
 
 
 def test_sigterm_finishes_the_sends_in_flight_and_leaves_nothing_in_flight(
@@ -118,7 +144,7 @@ def test_a_worker_stopped_past_its_lease_cannot_mark_rows_another_worker_now_own
     process, log = _start(relay_db, stopping, tmp_path, "stalled",
                           GATEWAY_LEASE_SECONDS=str(lease), GATEWAY_WORKER_THREADS="1")
     wait_for(lambda: _arrivals(replenit) >= 1, 60, "the stalled worker's request")
-    os.kill(process.pid, signal.SIGSTOP)
+    _stop_outside_a_write(process, relay_db.url)
     (first,) = {row.lease_token for row in rows(relay_db.engine, tenant)}
 
     # Another worker claims the rows once the lease has expired (and holds them).
