@@ -16,10 +16,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, and_, select
 
-from gateway.model import Customer, Event, Money, Order, OrderLine, Product, Variant
+from gateway.model import Customer, Event, Money, Order, OrderLine, Product
 from gateway.relay.clients import CONNECTION_NAME
 from gateway.scoring.rules import WINBACK_STATUSES
-from gateway.store.records import customer_from_row
+from gateway.store.records import customer_from_row, product_from_rows
 from gateway.store.tables import (
     connections,
     customer_external_ids,
@@ -195,7 +195,7 @@ class PlanContext:
             for product_id in chunk:
                 self._products[product_id] = None
             for row in rows:
-                self._products[row.id] = _product(row, held[row.id])
+                self._products[row.id] = product_from_rows(row, held[row.id])
 
     def prefetch(self, conn: Connection, events: Sequence[Event]) -> None:
         """Read, in bulk, the customers, orders and products ``events`` are about."""
@@ -250,14 +250,3 @@ def _order(row: Any, lines: list[Any]) -> Order:
             for line in lines])
 
 
-def _product(row: Any, held: list[Any]) -> Product:
-    return Product(
-        id=row.id, name=row.name, taxonomy=list(row.taxonomy or []),
-        offline_exclusive=row.offline_exclusive,
-        variants=[Variant(
-            id=v.id, sku=v.sku, name=v.name,
-            price=Money(v.price_minor, v.currency) if v.price_minor is not None else None,
-            sale_price=Money(v.sale_price_minor, v.currency)
-            if v.sale_price_minor is not None else None,
-            available=v.available, stock=v.stock, image=v.image, size=v.size,
-            language=v.language, brand=v.brand) for v in held])

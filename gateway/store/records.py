@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
@@ -563,14 +563,8 @@ def _variant_values(tenant_id: str, product_id: str, v: Variant) -> dict[str, An
             "size": v.size, "language": v.language, "brand": v.brand}
 
 
-def get_product(conn: Connection, tenant_id: str, product_id: str) -> Product | None:
-    row = conn.execute(select(products).where(products.c.tenant_id == tenant_id,
-                                              products.c.id == product_id)).first()
-    if row is None:
-        return None
-    rows = conn.execute(select(variants).where(
-        and_(variants.c.tenant_id == tenant_id, variants.c.product_id == product_id)
-    ).order_by(variants.c.id)).all()
+def product_from_rows(row: Any, variant_rows: Sequence[Any]) -> Product:
+    """A canonical product from its ``products`` row and its ``variants`` rows."""
     return Product(
         id=row.id, name=row.name, taxonomy=list(row.taxonomy or []),
         offline_exclusive=row.offline_exclusive,
@@ -581,8 +575,19 @@ def get_product(conn: Connection, tenant_id: str, product_id: str) -> Product | 
             if v.sale_price_minor is not None else None,
             available=v.available, stock=v.stock, image=v.image, size=v.size,
             language=v.language, brand=v.brand,
-        ) for v in rows],
+        ) for v in variant_rows],
     )
+
+
+def get_product(conn: Connection, tenant_id: str, product_id: str) -> Product | None:
+    row = conn.execute(select(products).where(products.c.tenant_id == tenant_id,
+                                              products.c.id == product_id)).first()
+    if row is None:
+        return None
+    rows = conn.execute(select(variants).where(
+        and_(variants.c.tenant_id == tenant_id, variants.c.product_id == product_id)
+    ).order_by(variants.c.id)).all()
+    return product_from_rows(row, rows)
 
 
 def count_rows(conn: Connection, tenant_id: str) -> dict[str, int]:
