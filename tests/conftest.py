@@ -16,6 +16,7 @@ from typing import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from gateway import create_app
 from gateway.runtime import Runtime
@@ -50,14 +51,21 @@ def _postgres_database(base_url: str, prefix: str) -> tuple[str, callable]:
     """Create an empty database beside ``base_url``'s; returns its URL and a dropper."""
     url = make_url(base_url)
     name = f"{prefix}_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def admin_run(statement: str) -> None:
+        # No pool: a run makes many databases, and an idle pooled connection to the base
+        # database per one of them would use up the server's connection slots.
+        admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(statement))
+        finally:
+            admin.dispose()
+
+    admin_run(f'CREATE DATABASE "{name}"')
 
     def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        admin_run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return url.set(database=name).render_as_string(hide_password=False), drop
 
