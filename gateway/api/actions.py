@@ -74,6 +74,15 @@ def json_body() -> Any:
     return request.get_json()
 
 
+def object_body() -> dict[str, Any]:
+    """The request's JSON body, which must be one object (else a 400 saying so)."""
+    body = json_body()
+    if not isinstance(body, dict):
+        abort(400, message="the body must be a JSON object",
+              errors={"_schema": ["must be a JSON object"]})
+    return body
+
+
 def format_query(topic: str) -> type[Schema]:
     """A query schema whose ``format`` documents the formats ``topic`` takes (a format it does
     not take is :class:`gateway.ingest.UnsupportedFormat`: a 415 naming them)."""
@@ -186,10 +195,7 @@ class UpdateCustomer(Action):
     @blp.arguments(NoQuery, location="query")
     def post(self, _query, *, conn):
         """Create or update a customer (Rekindle's action), re-scored at once."""
-        body = json_body()
-        if not isinstance(body, dict):
-            abort(400, message="the body must be a JSON object",
-                  errors={"_schema": ["must be a JSON object"]})
+        body = object_body()
         rekindle = {k: v for k, v in body.items() if k not in CANONICAL_EXTRAS}
         extras = {k: v for k, v in body.items() if k in CANONICAL_EXTRAS}
         if extras:
@@ -326,10 +332,7 @@ class CancelJourneys(Action):
     @blp.arguments(NoQuery, location="query")
     def post(self, _query, *, conn):
         """Stop the customer's active Rejoiner journeys (queued to Rejoiner's cancel)."""
-        body = json_body()
-        if not isinstance(body, dict):
-            abort(400, message="the body must be a JSON object",
-                  errors={"_schema": ["must be a JSON object"]})
+        body = object_body()
         try:
             email = normalise_email(CancelBodySchema().load(body)["email"])
         except (ValidationError, ValueError) as exc:
@@ -356,10 +359,7 @@ class RecordWinbackSent(Action):
     @blp.arguments(NoQuery, location="query")
     def post(self, _query, *, conn):
         """Record that a win-back message went out to a customer (by email or id)."""
-        body = json_body()
-        if not isinstance(body, dict):
-            abort(400, message="the body must be a JSON object",
-                  errors={"_schema": ["must be a JSON object"]})
+        body = object_body()
         try:
             sent_to = WinbackSentSchema().load(body)
         except ValidationError as exc:
