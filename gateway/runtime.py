@@ -4,6 +4,7 @@ limiters and caches. Kept on the Flask app (``app.extensions["gateway"]``) and r
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -26,6 +27,8 @@ from gateway.store import db
 from gateway.store import keys as key_store
 from gateway.store import tenants as tenant_store
 
+log = logging.getLogger(__name__)
+
 SETTINGS_CACHE_SECONDS = 10.0
 #: How long a process trusts a key it verified (and its tenant) without asking the database:
 #: a key revoked by another process (``python app.py keys revoke``) stops working here within
@@ -47,6 +50,42 @@ class RateLimiter(Protocol):
     def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats: ...
 
     def clear(self, item: RateLimitItem, *identifiers: str) -> None: ...
+
+
+class FallbackLimiter:
+    """A shared limiter (Redis) that falls back to this process's own while the shared store
+    cannot be reached, so a Redis outage degrades the API's limits to per-process ones instead
+    of answering 500s. The outage is logged, at most once a minute, without the store's URL."""
+
+    LOG_EVERY_SECONDS = 60.0
+
+    def __init__(self, primary: RateLimiter, fallback: RateLimiter) -> None:
+        self.primary, self.fallback = primary, fallback
+        self._last_logged = -math.inf
+
+    def _call(self, name: str, *args: object, **kwargs: object):  # noqa: ANN202
+        try:
+            return getattr(self.primary, name)(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any failure of the store: fall back
+            now = time.monotonic()
+            if now - self._last_logged >= self.LOG_EVERY_SECONDS:
+                self._last_logged = now
+                log.warning("the shared rate-limit store is unreachable (%s); limiting in "
+                            "this process until it answers", type(exc).__name__)
+            return getattr(self.fallback, name)(*args, **kwargs)
+
+    def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        return self._call("hit", item, *identifiers, cost=cost)
+
+    def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        return self._call("test", item, *identifiers, cost=cost)
+
+    def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        return self._call("get_window_stats", item, *identifiers)
+
+    def clear(self, item: RateLimitItem, *identifiers: str) -> None:
+        self._call("clear", item, *identifiers)
+        self.fallback.clear(item, *identifiers)
 
 
 class LocalSlidingWindowLimiter:
@@ -230,7 +269,8 @@ class Runtime:
         set, so every process shares one budget; else in this process's memory."""
         if self.settings.redis_url:
             storage = limits_storage.storage_from_string(self.settings.redis_url)
-            return SlidingWindowCounterRateLimiter(storage)
+            return FallbackLimiter(SlidingWindowCounterRateLimiter(storage),
+                                   LocalSlidingWindowLimiter())
         return LocalSlidingWindowLimiter()
 
     @cached_property

@@ -11,6 +11,7 @@ import pytest
 import redis
 from limits import RateLimitItemPerMinute
 
+from gateway import create_app
 from gateway.runtime import LocalSlidingWindowLimiter, Runtime
 from gateway.store import db, keys
 
@@ -140,3 +141,23 @@ def test_the_api_limiter_is_shared_through_redis_when_configured(settings):
         one.api_limiter.clear(item, "api-key", key)
         one.close()
         two.close()
+
+
+def test_an_unreachable_redis_degrades_to_per_process_limits_not_500s(runtime, tenant):
+    """With the shared store down, the API keeps answering (and keeps limiting, per process)."""
+    from socket import socket
+
+    with socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = Runtime(settings=replace(runtime.settings, redis_url=f"redis://127.0.0.1:{port}/0"),
+                   engine=runtime.engine)
+    app = create_app(runtime=down)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    answers = [client.get("/api/v1/me", headers=tenant.auth) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert [int(a.headers["X-RateLimit-Remaining"]) for a in answers] == [
+        int(answers[0].headers["X-RateLimit-Limit"]) - n for n in (1, 2, 3)]
+    refused = client.get("/api/v1/me", headers={"Authorization": "Bearer gk_live_nope"})
+    assert refused.status_code == 401 and refused.is_json

@@ -68,3 +68,31 @@ def test_two_worker_processes_share_one_budget_through_redis(relay_db, new_tenan
 
     assert sandbox_stats(replenit.url)["requests"] == {"200": 230}  # not one 429
     assert max_in_window(sandbox_log(replenit.url)["timestamps"], 60) <= 100
+
+
+HOUR_SCALE = 120.0  # an hour of Replenit's service time is thirty wall seconds
+
+
+@pytest.mark.slow
+def test_an_hour_of_service_time_at_full_demand_causes_no_429(relay_db, new_tenant,
+                                                              start_service, make_worker):
+    """More demand than the hourly budget allows: the minute window binds first, then the
+    hour's 5,000; the worker waits for both windows and the sandbox answers no 429 over more
+    than an hour of its own clock."""
+    tenant = new_tenant()
+    replenit = start_service("replenit", rate_scale=HOUR_SCALE)
+    replenit.connect(relay_db.engine, relay_db.runtime.vault, tenant)
+    total = 5_120  # past the hour's 5,000: the last ones wait for the hour window to slide
+    queue(relay_db.engine, tenant, _deletes(total))
+    worker = make_worker(relay_db.runtime_with(rate_time_scale=HOUR_SCALE), threads=4)
+    drain(worker, until=all_settled(relay_db.engine), timeout=600)
+
+    assert statuses(relay_db.engine, tenant) == {"done": total}
+    assert sandbox_stats(replenit.url)["requests"] == {"200": total}  # not one 429
+    log = sandbox_log(replenit.url)
+    assert log["dropped"] == 0
+    arrivals = log["timestamps"]
+    assert len(arrivals) == total
+    assert max_in_window(arrivals, 60) <= 100
+    assert max_in_window(arrivals, 3600) <= 5_000
+    assert arrivals[-1] - arrivals[0] >= 3600  # the hour window had to slide
