@@ -4,7 +4,9 @@
     python bench/bench_webhooks.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/x
 
 It makes a fresh instance (with ``--database-url``, migrates that scratch database), a tenant
-with a signing secret, starts gunicorn (``--workers`` sync workers, 127.0.0.1) on this module's
+with a signing secret and a Replenit connection (so ingest routes each order there), starts
+gunicorn (``gateway/gunicorn_conf.py``: ``--workers`` gthread workers of ``--threads``
+threads, 127.0.0.1; ``--worker-class sync`` for the old setting) on this module's
 :func:`serve_app` (the app with the webhook limits raised out of the way) and one drainer
 process (as a worker process would run it), and loads it with ``wrk`` at each of
 ``--connections``: first ``GET /healthz``, then signed ``POST /webhooks/{tenant}/orders``, one
@@ -12,12 +14,17 @@ new order per post. wrk cannot compute an HMAC, so every post is signed here bef
 unique webhook-id and order each, timestamps fresh) and wrk's Lua walks the list; a run that
 exhausts it reports the repeats (answered 200 as duplicates) and is too short to count.
 A 202 is answered only after the inbox row is committed. Peak memory is each process's
-high-water RSS (``VmHWM``). Needs ``wrk``. Nothing here is part of the tests.
+high-water RSS (``VmHWM``). Each gunicorn worker prints, at its exit, how many posts its
+commits carried. Then the server is stopped and the drainer, alone, is watched for
+``--drain-seconds``: its ingest rate, against what Replenit's limits carry, bounds how fast
+those orders can reach Replenit. Needs ``wrk`` (``apt-get install wrk``). Nothing here is
+part of the tests.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -37,6 +44,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_actions import _free_port, _percentile, _wait_until_up  # noqa: E402
 
 SECRET = "bench-secret-key-" + "w" * 32
+#: Replenit's documented limits (requests a minute and an hour) and orders a request.
+REPLENIT_PER_MINUTE, REPLENIT_PER_HOUR, REPLENIT_BATCH = 100, 5000, 200
 HIGH_LIMIT = 10_000_000
 
 LUA = r"""
@@ -63,7 +72,18 @@ def serve_app():  # noqa: ANN201 - gunicorn's factory: ``bench.bench_webhooks:se
     app = create_app()
     app.config.update(WEBHOOK_TENANT_PER_MINUTE=HIGH_LIMIT,
                       WEBHOOK_SENDER_PER_MINUTE=HIGH_LIMIT)
+    atexit.register(_print_commit_stats, app)
     return app
+
+
+def _print_commit_stats(app) -> None:  # noqa: ANN001
+    """At a worker's exit: how many posts its commits carried (stderr, one line)."""
+    from gateway.webhooks.commit import committer
+    found = committer(app.extensions["gateway"])
+    if found.batches:
+        print(f"  worker {os.getpid()}: {found.posts:,} posts in {found.batches:,} commits "
+              f"({found.posts / found.batches:.1f} a commit, "
+              f"{found.seconds * 1000 / found.batches:.2f} ms a transaction)", file=sys.stderr)
 
 
 @dataclass
@@ -90,6 +110,7 @@ def _prepare(instance: Path, database_url: str | None) -> tuple[dict[str, str], 
     from gateway.runtime import Runtime
     from gateway.settings import Settings
     from gateway.store import tenants
+    from gateway.store.connections import save_connection
     from gateway.store.db import write_transaction
     from gateway.webhooks.secrets import ensure_secret
 
@@ -97,6 +118,12 @@ def _prepare(instance: Path, database_url: str | None) -> tuple[dict[str, str], 
     with write_transaction(runtime.engine) as conn:
         tenant = tenants.create_tenant(conn, "Bench shop")
         secret = ensure_secret(conn, runtime.vault, tenant.id).current
+        # Orders are routed to Replenit, so ingest plans a delivery for each (none is sent:
+        # no delivery worker runs here).
+        tenants.update_settings(conn, tenant.id, {"consent_basis": "lawful_basis"})
+        save_connection(conn, runtime.vault, tenant.id, "replenit", "http://127.0.0.1:9",
+                        {"api_key": "bench-replenit-key"},
+                        {"tenant_id": "6f1c2c52-0000-4000-8000-00000000aaaa"})
     runtime.close()
     return env, tenant.id, secret
 
@@ -152,20 +179,23 @@ def _tree_rss(master_pid: int) -> list[tuple[int, float]]:
     return found
 
 
-def _count_accepted(env: dict[str, str], tenant_id: str) -> tuple[int, int]:
+def _count_accepted(env: dict[str, str], tenant_id: str) -> tuple[int, int, int]:
+    """Inbox rows, those ingested, and the deliveries their ingest planned."""
     from sqlalchemy import func, select
 
     from gateway.runtime import Runtime
     from gateway.settings import Settings
-    from gateway.store.tables import webhook_inbox
+    from gateway.store.tables import deliveries, webhook_inbox
     runtime = Runtime.open(Settings.from_env(env))
     try:
         with runtime.engine.connect() as conn:
             rows = dict(conn.execute(select(webhook_inbox.c.state, func.count()).where(
                 webhook_inbox.c.tenant_id == tenant_id).group_by(webhook_inbox.c.state)).all())
+            planned = conn.execute(select(func.count()).select_from(deliveries).where(
+                deliveries.c.tenant_id == tenant_id)).scalar()
     finally:
         runtime.close()
-    return sum(rows.values()), rows.get("done", 0)
+    return sum(rows.values()), rows.get("done", 0), planned
 
 
 DRAINER = ("import threading; from gateway.runtime import Runtime; "
@@ -177,10 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", help="a scratch PostgreSQL database (else SQLite)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"],
+                        help="gthread (gateway/gunicorn_conf.py) shares commits; sync cannot")
+    parser.add_argument("--threads", type=int, default=16, help="per gthread worker")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--pool", type=int, default=20_000, help="signed posts per run")
     parser.add_argument("--no-drainer", action="store_true")
+    parser.add_argument("--drain-seconds", type=float, default=10.0,
+                        help="after the load, how long to watch the drainer alone")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not on the PATH")
@@ -189,8 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         env, tenant_id, secret = _prepare(Path(folder) / "instance", args.database_url)
         port = _free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--bind",
-             f"127.0.0.1:{port}", "--log-level", "warning", "bench.bench_webhooks:serve_app()"],
+            [sys.executable, "-m", "gunicorn", "-c", "python:gateway.gunicorn_conf",
+             "--workers", str(args.workers), "--worker-class", args.worker_class,
+             "--threads", str(args.threads if args.worker_class == "gthread" else 1),
+             "--bind", f"127.0.0.1:{port}",
+             "--log-level", "warning", "bench.bench_webhooks:serve_app()"],
             cwd=ROOT, env=env)
         drainer = None if args.no_drainer else subprocess.Popen(
             [sys.executable, "-c", DRAINER], cwd=ROOT, env=env)
@@ -214,15 +252,29 @@ def main(argv: list[str] | None = None) -> int:
             rss = _tree_rss(server.pid)
             if drainer is not None:
                 rss += [(drainer.pid, r) for _, r in _tree_rss(drainer.pid)[:1]]
-            accepted, done = _count_accepted(env, tenant_id)
-        finally:
+            accepted, done, _ = _count_accepted(env, tenant_id)
             server.terminate()
             server.wait(timeout=30)
+            ingest_rate = None
+            if drainer is not None and args.drain_seconds > 0:
+                # The server is gone: the drainer has the machine to itself.
+                before, started = _count_accepted(env, tenant_id)[1], time.monotonic()
+                time.sleep(args.drain_seconds)
+                _, after, planned = _count_accepted(env, tenant_id)
+                ingest_rate = (after - before) / (time.monotonic() - started)
+                print(f"  deliveries planned by then: {planned:,} for {after:,} posts",
+                      file=sys.stderr)
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=30)
             if drainer is not None:
                 drainer.terminate()
                 drainer.wait(timeout=30)
     database = "PostgreSQL" if args.database_url else "SQLite (embedded file, WAL)"
-    print(f"webhooks under gunicorn: {args.workers} sync workers, {database}, "
+    kind = (f"gthread workers x {args.threads} threads" if args.worker_class == "gthread"
+            else "sync workers")
+    print(f"webhooks under gunicorn: {args.workers} {kind}, {database}, "
           f"{'a drainer process' if drainer else 'no drainer'}; wrk -t2, {args.duration:g} s "
           f"per run; python {platform.python_version()}, {os.cpu_count()} cores; load average "
           f"{load:.2f} at start")
@@ -235,6 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"c{post.connections}: signed posts at {post.rate / health.rate:.2f}x /healthz")
     print("peak RSS (VmHWM) per process, MiB: " + ", ".join(f"{r:.0f}" for _, r in rss))
     print(f"inbox rows committed: {accepted:,} (ingested by the drainer by the end: {done:,})")
+    if ingest_rate is not None:
+        minute, hour = REPLENIT_PER_MINUTE * REPLENIT_BATCH / 60, \
+            REPLENIT_PER_HOUR * REPLENIT_BATCH / 3600
+        print(f"the drainer alone, after the load: {ingest_rate:.1f} posts/s ingested (each "
+              f"order routed to Replenit); Replenit's limits carry {minute:.0f} orders/s over a "
+              f"minute, {hour:.0f} over an hour at full batches of {REPLENIT_BATCH}: those "
+              f"orders can reach it at {ingest_rate / minute:.2f} / {ingest_rate / hour:.2f} "
+              "of what its limits allow, bound by ingest")
     return 1 if any(fig.non_2xx for fig in results) else 0
 
 

@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         actions,
         connections_api,
         deliveries,
+        docs_assets,
         errors,
         health,
         hooks,
@@ -45,8 +46,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_PATH="/docs",  # its assets: gateway.api.docs_assets, no CDN
         API_SPEC_OPTIONS={
             "info": {"description": (
                 "Every error answers `{\"error\": message, \"errors\": field errors}` (at most "
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.extensions["gateway"] = rt
     json_body.install(app)
+    docs_assets.install(app)
     api = GatewayApi(app)
     errors.register(app)
     api.register_blueprint(health.blp)

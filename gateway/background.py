@@ -30,10 +30,12 @@ class Background:
 
     def start(self) -> "Background":
         from gateway.hooks.sender import HookSender
+        from gateway.pulls import register_jobs
         from gateway.relay.worker import Worker
         from gateway.schedule.ticker import run_ticker
         from gateway.webhooks import drain
 
+        register_jobs()  # the pulls' schedules (rci-customers, rekindle-poll) for the ticker
         self.worker = Worker(self.runtime, threads=self.worker_threads)
         self.hook_sender = HookSender(self.runtime)
         loops = {

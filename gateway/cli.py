@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Any, NoReturn, Sequence
-from urllib.parse import unquote, urlsplit
 
 from marshmallow import ValidationError
 
@@ -69,18 +67,11 @@ def _print_error(obj: dict[str, Any]) -> None:
 
 
 def _secrets_from_environment() -> list[str]:
-    """What must never appear in an error line: passwords in the database and Redis URLs
-    (as written and percent-decoded) and every secret key, longest first."""
-    found: list[str] = []
-    for name in ("GATEWAY_DATABASE_URL", "GATEWAY_REDIS_URL"):
-        try:
-            password = urlsplit((os.environ.get(name) or "").strip()).password
-        except ValueError:
-            password = None
-        if password:
-            found += [password, unquote(password)]
-    found += [k.strip() for k in (os.environ.get("GATEWAY_SECRET_KEY") or "").split(",")]
-    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
+    """What must never appear in an error line: the process's configured secrets
+    (:func:`gateway.logs.configured_secrets`), longest first."""
+    from gateway.logs import configured_secrets
+
+    return configured_secrets()
 
 
 def redact(text: str) -> str:
@@ -108,7 +99,7 @@ def _runtime(migrate: bool | None = None) -> Runtime:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     """Serve the API on waitress (see :mod:`gateway.serving`) until SIGTERM or SIGINT."""
-    from gateway import create_app, serving
+    from gateway import create_app, logs, serving
 
     rt = _runtime()
     try:
@@ -124,7 +115,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
             from gateway.background import Background
 
             background = Background(rt).start()
-        logging.getLogger("gateway").info("serving on http://%s:%s", args.host, server.port)
+        logs.event(logging.getLogger("gateway"), "serve.listening",
+                   f"serving on http://{args.host}:{server.port}", host=args.host,
+                   port=server.port, api_only=args.api_only)
         print(f"gateway listening on http://{args.host}:{server.port} "
               f"(docs at /docs, health at /healthz)", flush=True)
         try:
@@ -271,20 +264,23 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.set_defaults(func=cmd_rescore)
 
     from gateway import connections_cli
+    from gateway.demo import command as demo_command
+    from gateway.pulls import sync_cli
     from gateway.relay import commands as relay_commands
     from gateway.relay import routes_cli
     from gateway.webhooks import commands as webhook_commands
 
-    for module in (relay_commands, connections_cli, routes_cli, webhook_commands):
+    for module in (relay_commands, connections_cli, routes_cli, webhook_commands, demo_command,
+                   sync_cli):
         module.add_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, :data:`FAILED` (one JSON line on stderr) otherwise."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from gateway import logs
+
+    logs.configure()  # plain lines, or JSON with GATEWAY_LOG_JSON=1; secrets masked
     from sqlalchemy.exc import SQLAlchemyError
 
     from gateway.store.tenants import UnknownTenant

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping
@@ -53,7 +54,8 @@ from connectors.base import all_connectors
 from gateway import schemas, triggers
 from gateway.model import Cart, Customer, Event, Order, Product, utc
 from gateway.relay import plan_deliveries
-from gateway.scoring import record_winback, rescore_customer
+from gateway.scoring import record_winback
+from gateway.scoring.customer import rescore_customers
 from gateway.store import erasure, records
 from gateway.store.events import append_events, lock_tenant_events
 from gateway.store.tables import cart_conversions, customers
@@ -191,11 +193,25 @@ def accepted_formats(topic: str) -> list[str]:
     return [CANONICAL, *(spec.name for spec in all_connectors() if topic in spec.inbound)]
 
 
+_SCHEMA_INSTANCES = threading.local()
+
+
+def _schema_instance(schema: type) -> Any:
+    """This thread's instance of ``schema``: building one (and its nested schemas) costs more
+    than a load, so each thread keeps one per schema (thread-local: a load keeps no state on
+    the instance, but nothing promises that instances are shared safely)."""
+    cache = vars(_SCHEMA_INSTANCES)
+    found = cache.get(schema)
+    if found is None:
+        found = cache[schema] = schema()
+    return found
+
+
 def _canonical_parser(topic: str) -> Parser:
     schema = CANONICAL_SCHEMAS[topic]
 
     def parse_canonical(record: Any, context: Mapping[str, Any]) -> list[Any]:
-        return [schema().load(record)]
+        return [_schema_instance(schema).load(record)]
 
     return parse_canonical
 
@@ -328,6 +344,8 @@ class _Run:
         flag this write changed - or, for a consent change (the unsubscribes and opt-ins
         topics), set on a customer it created. A customer created with consent already known
         (an import) is news as a new customer, not as a consent change."""
+        if written.outcome not in (records.CREATED, records.UPDATED):
+            return
         stored = records.get_customer(self.conn, self.tenant_id, written.id)
         if written.outcome == records.CREATED:
             self.plan("customer.created", written.id, triggers.new_customer_item(stored))
@@ -486,9 +504,9 @@ class _Run:
             self.emit(done.event)
 
     def rescore(self) -> None:
-        for customer_id in self.touched:
-            for event in rescore_customer(self.conn, self.tenant_id, customer_id, now=self.now):
-                self.emit(event)
+        for event in rescore_customers(self.conn, self.tenant_id, list(self.touched),
+                                       now=self.now):
+            self.emit(event)
         self.result.customers = list(dict.fromkeys([*self.result.customers, *self.touched]))
 
 

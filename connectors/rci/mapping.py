@@ -25,6 +25,7 @@ Choices where the reference leaves room:
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -199,6 +200,18 @@ def customer_to_wire(
 # --- inbound: RCI's shapes posted to the gateway (see connectors.base.InboundParser) ---------
 
 
+_SCHEMAS = threading.local()
+
+
+def _inbound_schema() -> CustomerResourceSchema:
+    """This thread's schema for inbound resources (``links`` optional): building one costs
+    more than a load, so each thread keeps one."""
+    schema = getattr(_SCHEMAS, "inbound", None)
+    if schema is None:
+        schema = _SCHEMAS.inbound = CustomerResourceSchema(partial=("links",))
+    return schema
+
+
 def parse_customer(record: Any, context: Mapping[str, Any]) -> list[Customer]:
     """The ``customers`` topic: one ``customer`` resource object (or a document holding one
     in ``data``), checked by the wire schema (``links`` may be left out). A redacted resource
@@ -207,7 +220,7 @@ def parse_customer(record: Any, context: Mapping[str, Any]) -> list[Customer]:
         record = record["data"]
     if not isinstance(record, Mapping):
         raise ValidationError({"_schema": ["The record must be a JSON object."]})
-    CustomerResourceSchema(partial=("links",)).load(record)
+    _inbound_schema().load(record)
     try:
         return [customer_from_wire(dict(record))]
     except ValueError as exc:

@@ -12,8 +12,9 @@ Topics and ``?format=`` are ingest's table (any other pair is a 415 naming the a
 formats), one record or an array. Everything that can be refused at once is refused before
 anything is stored: the signature (400 malformed, 401 not matching or a timestamp more than 5
 minutes off), the JSON (400), the topic/format pair (415), the fields in their wire schema
-(400, naming them). Then the post is committed to the inbox in one small transaction and
-answered **202** with its inbox id; it is ingested just after, by the drainer
+(400, naming them). Then the post is committed to the inbox (one row, in a transaction shared
+with the posts arriving at the same time: :mod:`gateway.webhooks.commit`) and answered
+**202** with its inbox id; it is ingested just after, by the drainer
 (:mod:`gateway.webhooks.drain`). A repeated ``webhook-id`` (kept at least 7 days) stores
 nothing and is answered **200** with ``duplicate: true``. Limits: per sender address (before
 the signature is checked) and per tenant (after), 429 with ``Retry-After``.
@@ -41,9 +42,9 @@ from gateway.api.blueprint import RATE_LIMIT_HEADERS
 from gateway.api.json_body import _describe
 from gateway.api.params import ZapierBlueprint
 from gateway.runtime import Runtime, runtime
-from gateway.store.db import write_transaction
 from gateway.store.types import new_id
 from gateway.webhooks import drain, inbox, signatures
+from gateway.webhooks.commit import CommitUnavailable, committer
 from gateway.webhooks.secrets import secret_cache
 
 blp = ZapierBlueprint("webhooks", __name__, description=(
@@ -150,8 +151,10 @@ def _checked_payload(rt: Runtime, tenant: str, topic: str, fmt: str, raw: bytes,
 
 def _accept(rt: Runtime, tenant: str, webhook_id: str, topic: str, fmt: str, text: str,
             now: datetime) -> tuple[dict[str, Any], int]:
-    with write_transaction(rt.engine) as conn:
-        accepted = inbox.accept(conn, tenant, webhook_id, topic, fmt, text, received_at=now)
+    try:  # one commit shared with the posts arriving at the same time (see .commit)
+        accepted = committer(rt).accept(tenant, webhook_id, topic, fmt, text, received_at=now)
+    except CommitUnavailable as exc:
+        abort(503, message=str(exc), headers={"Retry-After": "5"})
     if not accepted.duplicate:
         drain.wake(rt)
     answer = {"inbox_id": accepted.entry_id, "webhook_id": webhook_id, "topic": topic,
@@ -173,6 +176,9 @@ def _post_docs(keyed: bool):  # noqa: ANN202 - a decorator factory
         blp.error_response(413, "the body is larger than GATEWAY_MAX_BODY_BYTES"),
         blp.error_response(415, "a topic or format not in ingest's table (names the accepted "
                                 "formats), or a body not sent as JSON"),
+        blp.error_response(503, "the post's commit did not finish in time (it may have "
+                                "landed: a retry is then answered as a duplicate)",
+                           _RETRY_HEADERS),
     ]
     if not keyed:  # a keyed post's 429 is documented with its key's (key_responses)
         docs.append(blp.error_response(429, "over the sender's or the tenant's posts a minute",

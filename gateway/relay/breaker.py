@@ -13,10 +13,15 @@ a time.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Hashable
+from typing import Any, Callable, Hashable
+
+from gateway import logs
+
+log = logging.getLogger("gateway.relay")
 
 
 @dataclass
@@ -81,11 +86,32 @@ class Breakers:
             state.consecutive += 1
             if probe:
                 state.probing = False
+            opens = probe or (state.open_until is None and state.consecutive >= self.failures)
             if probe or state.consecutive >= self.failures:
                 state.open_until = self.clock() + self.cooldown
-            return state.open_until is not None
+            is_open, failures = state.open_until is not None, state.consecutive
+        if opens:
+            logs.event(log, "relay.breaker_open",
+                       f"{_describe(key)} keeps failing: its breaker is open for "
+                       f"{self.cooldown:g}s", level=logging.WARNING, **_key_fields(key),
+                       failures=failures, cooldown_seconds=self.cooldown, after_probe=probe)
+        return is_open
 
     def neutral(self, key: Hashable, probe: bool) -> None:
         """A send that proved nothing about the service (a deadline while waiting for the rate
         budget): a probe's slot is freed and the breaker stays as it was."""
         self.abandon(key, probe)
+
+
+def _key_fields(key: Hashable) -> dict[str, Any]:
+    """A destination key's log fields: (tenant, connector) by name, anything else as is."""
+    if isinstance(key, tuple) and len(key) == 2:
+        return {"tenant_id": key[0], "connector": key[1]}
+    return {"destination": str(key)}
+
+
+def _describe(key: Hashable) -> str:
+    fields = _key_fields(key)
+    if "connector" in fields:
+        return f"{fields['connector']} for tenant {fields['tenant_id']}"
+    return fields["destination"]

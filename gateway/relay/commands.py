@@ -125,9 +125,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """These commands on their own (``python -m gateway.relay.commands ...``)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from gateway import logs
+
+    logs.configure()
     parser = argparse.ArgumentParser(prog="python -m gateway.relay.commands")
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)

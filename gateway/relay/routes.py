@@ -47,6 +47,16 @@ def _every(event: Event) -> bool:
     return True
 
 
+#: Event sources whose customer events the ``customers`` route leaves alone: the scheduled
+#: pulls plan those customers' profile writes themselves, diffed per destination
+#: (:mod:`gateway.pulls.acknowledged`), under their own route switch.
+PULL_SOURCES = frozenset({"rci-customers"})
+
+
+def _not_pulled(event: Event) -> bool:
+    return event.source not in PULL_SOURCES
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
@@ -77,7 +87,7 @@ ROUTES: tuple[Route, ...] = (
           "consent follows the customer: Rejoiner unsubscribe / opt_in, Replenit's flags"),
     Route("customers", frozenset({"customer.created", "customer.updated"}),
           ("replenit", "rekindle", "rejoiner"), planners.plan_customers,
-          "profiles, consent, value; RFM as gw: tags at Rejoiner"),
+          "profiles, consent, value; RFM as gw: tags at Rejoiner", accepts=_not_pulled),
     Route("winback", frozenset({"customer.status_changed", "customer.returned"}),
           ("rejoiner",), planners.plan_winback,
           "lapsed or lost: Rejoiner tag gw:winback (the win-back message start); on return, "

@@ -9,7 +9,10 @@ are idempotent.
   is the tenant's scoring authority turns a new status into ``customer.status_changed`` and
   ``returned: true`` into ``customer.returned``. Those events are planned at once, in the same
   transaction, like any other (the win-back route takes them). No route sends a status or a
-  return back to Rekindle, so this never loops.
+  return back to Rekindle, so this never loops. The status and the return the answer reports
+  are recorded as seen in the ``rekindle-poll`` dedupe scopes
+  (:func:`gateway.pulls.echo.record_answer`), whatever the scoring authority, so the poll that
+  reads them back from Rekindle's triggers takes them for the gateway's own echo.
 - **Rejoiner's profile write** answers with the stored profile. When it holds ``gw:winback``
   and the customer is still in a win-back journey whose message start is not recorded yet,
   :func:`gateway.scoring.record_winback` records it now: the tag reaching Rejoiner *is* the
@@ -26,6 +29,7 @@ from typing import Any, Mapping
 
 from sqlalchemy import Connection, select
 
+from gateway.pulls.echo import record_answer
 from gateway.relay import answers
 from gateway.relay.routes_context import WinbackState
 from gateway.relay.routes_planners import WINBACK_TAG
@@ -54,6 +58,8 @@ def rekindle_answered(conn: Connection, tenant_id: str, subject_id: str | None,
     except ValueError as exc:  # a status the gateway does not know
         log.warning("rekindle: answer for customer %s not recorded: %s", subject_id, exc)
         return
+    returned_at = getattr(customer, "returned_at", None) if returned is True else None
+    record_answer(conn, tenant_id, subject_id, status=status, returned_at=returned_at)
     if written:
         plan_deliveries(conn, tenant_id, written)
 

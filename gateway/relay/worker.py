@@ -43,6 +43,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connectors import base as registry
 from connectors.http import RetryPolicy
+from gateway import logs
+from gateway.hooks import HOOKS
+from gateway.pulls import acknowledged
 from gateway.relay import answers, choose, claim, notify, runs
 from gateway.relay.breaker import Breakers
 from gateway.relay.clients import ClientCache, ConnectionUnavailable, Destination
@@ -72,13 +75,15 @@ class Worker:
     def __init__(self, runtime: Runtime, *, name: str | None = None,
                  threads: int | None = None, clock: Callable[[], float] = time.time,
                  observer: Callable[[claim.Batch, Outcome], None] | None = None,
-                 **client_kwargs: Any) -> None:
+                 tenant_id: str | None = None, **client_kwargs: Any) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.threads = max(1, threads or self.settings.worker_threads)
         self.clock = clock
         self.observer = observer
+        #: Claim only this tenant's rows (``python app.py sync``); None: every tenant's.
+        self.tenant_id = tenant_id
         self.clients = ClientCache(runtime, **client_kwargs)
         self.breakers = Breakers(self.settings.breaker_failures,
                                  self.settings.breaker_cooldown_seconds, clock)
@@ -137,7 +142,17 @@ class Worker:
                 runs.record(self.runtime.engine, drain, self.now())
             except SQLAlchemyError:
                 log.warning("could not record the drain (the database failed)", exc_info=True)
+            self._log_drain(drain)
         return drain
+
+    def _log_drain(self, drain: runs.Drain) -> None:
+        """The drain's one structured line (``relay.drain``)."""
+        totals = {name: drain.total(name) for name in runs.COUNTERS}
+        logs.event(log, "relay.drain",
+                   "drain: {sent} sent, {failed} to retry, {dead} dead".format(**totals),
+                   worker=self.name, **totals,
+                   seconds=round((self.now() - drain.started_at).total_seconds(), 3),
+                   destinations=drain.counts, errors=drain.errors or None)
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Drain passes until ``stop`` is set (or :meth:`stop` is called)."""
@@ -196,7 +211,8 @@ class Worker:
             groups = claim.due_groups(conn, now)
             live = claim.live_priorities(conn, now) if groups else {}
         ordered, wake = choose.candidates(
-            [g for g in groups if self._known(g)], now=now,
+            [g for g in groups if self._known(g)
+             and (self.tenant_id is None or g.tenant_id == self.tenant_id)], now=now,
             linger_seconds=self.settings.batch_linger_seconds, batch_size=self._batch_size,
             live=live, blocked=self._blocked, after_tenant=self._cursor)
         with self._lock:
@@ -208,7 +224,10 @@ class Worker:
         return None
 
     def _known(self, group: claim.Group) -> bool:
-        """A group of an operation this release does not have stays queued (logged once)."""
+        """A group of an operation this release does not have stays queued (logged once).
+        REST-hook rows are the hook sender's (:mod:`gateway.hooks.sender`), not this loop's."""
+        if group.connector == HOOKS:
+            return False
         try:
             registry.get(group.connector).operations[group.operation]
         except KeyError:
@@ -317,9 +336,7 @@ class Worker:
         batch = job.batch
         key = batch.destination
         if outcome.service_down:
-            if self.breakers.failed(key, job.probe):
-                log.warning("%s for tenant %s keeps failing: its breaker is open for %gs",
-                            batch.connector, batch.tenant_id, self.breakers.cooldown)
+            self.breakers.failed(key, job.probe)  # logs relay.breaker_open when it opens
         elif outcome.answered:
             self.breakers.succeeded(key)
         else:
@@ -335,6 +352,13 @@ class Worker:
                 self._not_before[key] = self.clock() + outcome.release_after
         owned, sent, failed, dead = counts
         drain.add(batch.tenant_id, batch.connector, sent=sent, failed=failed, dead=dead)
+        if dead:
+            logs.event(log, "relay.dead_letter",
+                       f"{dead} {batch.connector} {batch.operation} deliveries of tenant "
+                       f"{batch.tenant_id} dead-lettered (python app.py deliveries list "
+                       "--status dead)", level=logging.WARNING, tenant_id=batch.tenant_id,
+                       connector=batch.connector, operation=batch.operation, count=dead,
+                       refused_ids=sorted(outcome.dead)[:50] or None)
         if owned < len(batch.rows):
             log.warning("lease lost: %d of %d rows of a %s %s batch now belong to another "
                         "worker; this worker's outcome for them is dropped",
@@ -347,6 +371,10 @@ class Worker:
         now = self.now()
         owned = sent = failed = dead = 0
         with self.runtime.engine.begin() as conn:
+            # Per-destination diff of the pulls (gateway.pulls.acknowledged): remember the
+            # payload each service acknowledged, for rows still ours, before completing them.
+            acknowledged.remember(conn, batch, outcome.done,
+                                  self._context(batch.tenant_id, job.destination), now)
             sent = claim.complete(conn, batch, outcome.done, now)
             owned += sent
             if sent and outcome.answers:

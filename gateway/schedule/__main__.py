@@ -9,21 +9,20 @@ and ``serve`` never import modules an environment variable names.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import signal
 import sys
 import threading
 from typing import Any
 
+from gateway import logs
 from gateway.runtime import Runtime
 from gateway.schedule.ticker import default_owner, run_ticker
 from gateway.settings import Settings, SettingsError
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()  # as every command: plain or JSON lines (GATEWAY_LOG_JSON), masked
     for name in filter(None, (os.environ.get("GATEWAY_TEST_JOBS") or "").split(",")):
         importlib.import_module(name.strip())
     try:

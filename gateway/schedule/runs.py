@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Engine, insert
 
+from gateway.logs import redact_text
 from gateway.settings import Settings
 from gateway.store.tables import sync_runs
 
@@ -32,14 +33,13 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 def describe_error(exc: BaseException, settings: Settings) -> str:
-    """``Type: message`` of an exception, one line, with the process's secrets as ``***``.
+    """``Type: message`` of an exception, one line, with the process's secrets and anything
+    shaped like a key or signing secret masked (:func:`gateway.logs.redact_text`).
     For a database error, the driver's own words without SQLAlchemy's SQL echo."""
     detail = getattr(exc, "orig", None) or exc
     text = " ".join(f"{type(exc).__name__}: {detail}".split())
     text = text.split("(Background on this error at:")[0].strip()
-    for secret in _secrets(settings):
-        text = text.replace(secret, "***")
-    return text[:MAX_ERROR]
+    return redact_text(text, _secrets(settings))[:MAX_ERROR]
 
 
 def record_run(engine: Engine, *, tenant_id: str, route: str, started_at: datetime,

@@ -54,6 +54,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from sqlalchemy import select
 
+from gateway import logs
 from gateway.runtime import Runtime
 from gateway.schedule import jobs, slots, store
 from gateway.schedule.runs import describe_error, record_run
@@ -237,13 +238,18 @@ class Ticker:
             counts = _jsonable(job.run(self.runtime, row.tenant_id, started) or {})
         except Exception as exc:
             status, error = "failed", describe_error(exc, self.runtime.settings)
-            log.warning("schedule %s of tenant %s (slot %s) failed: %s", row.route,
-                        row.tenant_id, row.slot.isoformat(), error)
         finally:
             jobs.reset_current_run(context)
             with self._lock:
                 self._running.pop(key, None)
         ended = self.clock()
+        logs.event(log, "schedule.run",
+                   f"schedule {row.route} of tenant {row.tenant_id} (slot "
+                   f"{row.slot.isoformat()}) " + (f"failed: {error}" if error else "ran"),
+                   level=logging.WARNING if error else logging.INFO, tenant_id=row.tenant_id,
+                   route=row.route, slot=row.slot.isoformat(), status=status,
+                   seconds=round((ended - started).total_seconds(), 3), counts=counts,
+                   error=error)
         try:
             record_run(self.runtime.engine, tenant_id=row.tenant_id, route=row.route,
                        started_at=started, finished_at=ended, status=status,

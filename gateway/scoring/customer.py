@@ -4,15 +4,15 @@ win-back message starts, and when Rekindle answers with its own scores."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterable
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from gateway.model import Event, utc
 from gateway.scoring.items import FIRST_STATUS_EVENTS, customer_item, planned_events
 from gateway.scoring.rules import WINBACK_STATUSES, Rules, check_status
 from gateway.scoring.sql import SqlDialect, facts_params, facts_sql
-from gateway.store.events import append_event, lock_tenant_events
+from gateway.store.events import append_event, append_events, lock_tenant_events
 from gateway.store.tables import customers
 from gateway.store.tenants import get_settings
 from gateway.store.types import UTCDateTime, utcnow
@@ -43,14 +43,62 @@ def rescore_customer(conn: Connection, tenant_id: str, customer_id: str, *,
     An unknown or redacted customer is not scored (``[]``). Events come only when the gateway
     is the tenant's scoring authority; its own status and score are stored either way.
     """
+    return rescore_customers(conn, tenant_id, [customer_id], now=now)
+
+
+_FACTS: dict[str, Any] = {}
+
+
+def _facts_query(conn: Connection) -> Any:
+    """The one-customer facts query of the connection's dialect (built once)."""
+    query = _FACTS.get(conn.dialect.name)
+    if query is None:
+        query = _FACTS[conn.dialect.name] = text(
+            facts_sql(SqlDialect(conn.dialect.name), one_customer=True)).columns(
+            **{name: UTCDateTime() for name in _TIMES})
+    return query
+
+
+def rescore_customers(conn: Connection, tenant_id: str, customer_ids: Iterable[str], *,
+                      now: datetime | None = None) -> list[Event]:
+    """:func:`rescore_customer` for each of ``customer_ids`` in turn, with the tenant's
+    settings read and its event lock taken once, and the events of all of them written
+    together (in the customers' order)."""
     now = utc(now) or utcnow()
-    row = _lock(conn, tenant_id, customer_id)
-    if row is None or row.redacted_at is not None:
+    ids = list(customer_ids)
+    if not ids:
         return []
+    lock_tenant_events(conn, tenant_id)
     settings = get_settings(conn, tenant_id)
     rules = Rules.from_settings(settings)
-    query = text(facts_sql(SqlDialect(conn.dialect.name), one_customer=True)).columns(
-        **{name: UTCDateTime() for name in _TIMES})
+    query = _facts_query(conn)
+    planned: list[tuple[str, str, Any]] = []
+    for customer_id in ids:
+        row = conn.execute(_LOCKED_ROW, {"tenant": tenant_id, "customer": customer_id}).first()
+        if row is None or row.redacted_at is not None:
+            continue
+        planned.extend((type_, customer_id, item) for type_, item in _rescore_row(
+            conn, tenant_id, row, settings, rules, query, now))
+    if not planned:
+        return []
+    event_ids = append_events(conn, tenant_id, planned, occurred_at=now, source="gateway")
+    return [Event(id=event_id, tenant_id=tenant_id, type=type_, subject_id=customer_id,
+                  occurred_at=now, source="gateway",
+                  item={"id": event_id, **{k: v for k, v in item.items() if k != "id"}})
+            for event_id, (type_, customer_id, item) in zip(event_ids, planned)]
+
+
+#: The customer's row, locked for the rest of the transaction on PostgreSQL (see
+#: :func:`_lock`; the tenant's event lock is taken first).
+_LOCKED_ROW = select(customers).where(
+    customers.c.tenant_id == bindparam("tenant"),
+    customers.c.id == bindparam("customer")).with_for_update()
+
+
+def _rescore_row(conn: Connection, tenant_id: str, row: Any, settings: Any, rules: Rules,
+                 query: Any, now: datetime) -> list[tuple[str, Any]]:
+    """Score one (locked, unredacted) customer row, store the values; the events to write."""
+    customer_id = row.id
     facts = conn.execute(query, facts_params(tenant_id, settings.base_currency, rules, now,
                                              customer_id)).first()
     gateway = settings.scoring_authority == "gateway"
@@ -75,11 +123,24 @@ def rescore_customer(conn: Connection, tenant_id: str, customer_id: str, *,
         planned = planned_events(facts, now=now, currency=settings.base_currency)
     changed = {k: v for k, v in values.items() if getattr(row, k) != v}
     if changed:
-        conn.execute(update(customers).where(customers.c.tenant_id == tenant_id,
-                                             customers.c.id == customer_id)
-                     .values(**changed, updated_at=now))
-    return [append_event(conn, tenant_id, type_, customer_id, item, occurred_at=now,
-                         source="gateway") for type_, item in planned]
+        conn.execute(_score_update(tuple(changed)),
+                     {"tenant": tenant_id, "customer": customer_id, "updated_at": now,
+                      **{f"new_{k}": v for k, v in changed.items()}})
+    return planned
+
+
+_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _score_update(columns: tuple[str, ...]) -> Any:
+    """The UPDATE of these score columns (and ``updated_at``), built once per set."""
+    stmt = _UPDATES.get(columns)
+    if stmt is None:
+        stmt = _UPDATES[columns] = update(customers).where(
+            customers.c.tenant_id == bindparam("tenant"),
+            customers.c.id == bindparam("customer")).values(
+            updated_at=bindparam("updated_at"), **{k: bindparam(f"new_{k}") for k in columns})
+    return stmt
 
 
 def record_winback(conn: Connection, tenant_id: str, customer_id: str, *,
@@ -105,7 +166,8 @@ def record_winback(conn: Connection, tenant_id: str, customer_id: str, *,
 
 def apply_rekindle_answer(conn: Connection, tenant_id: str, customer_id: str, *,
                           status: str | None, engagement_score: int | None, returned: bool,
-                          at: datetime | None = None) -> list[Event]:
+                          at: datetime | None = None,
+                          returned_at: datetime | None = None) -> list[Event]:
     """Keep Rekindle's re-scored answer (``status``, ``engagement_score``, ``returned``).
 
     It is always stored as ``rekindle_status`` / ``rekindle_score``. When the tenant's
@@ -114,9 +176,12 @@ def apply_rekindle_answer(conn: Connection, tenant_id: str, customer_id: str, *,
     ``active``), and ``returned: true`` sets ``returned_at`` and writes ``customer.returned`` -
     once: a second ``returned: true`` within the attribution window of the first (a resent
     update) is not another return. Under the gateway's authority nothing is emitted.
+    ``returned_at`` is when Rekindle says the return happened (its customer-returned trigger
+    tells; default ``at``).
     """
     check_status(status)
     at = utc(at) or utcnow()
+    returned_moment = utc(returned_at) or at
     row = _lock(conn, tenant_id, customer_id)
     if row is None or row.redacted_at is not None:
         return []
@@ -132,10 +197,10 @@ def apply_rekindle_answer(conn: Connection, tenant_id: str, customer_id: str, *,
             if row.status is not None or new_status in FIRST_STATUS_EVENTS:
                 planned.append(("customer.status_changed", None))
         window = timedelta(days=settings.attribution_window_days)
-        fresh = row.returned_at is None or row.returned_at <= at - window or (
+        fresh = row.returned_at is None or row.returned_at <= returned_moment - window or (
             row.winback_started_at is not None and row.returned_at < row.winback_started_at)
         if returned and fresh:
-            values["returned_at"] = at
+            values["returned_at"] = returned_moment
             planned.append(("customer.returned", None))
     conn.execute(update(customers).where(customers.c.tenant_id == tenant_id,
                                          customers.c.id == customer_id)

@@ -126,17 +126,19 @@ def head_revision() -> str | None:
 
 
 def open_engine(settings: Settings, *, migrate: bool | None = None) -> Engine:
-    """The configured database, created and migrated on first start for the embedded default.
+    """The configured database, created and migrated on first start when it is SQLite (the
+    embedded default or a file ``GATEWAY_DATABASE_URL`` names).
 
-    ``migrate`` None means: migrate automatically on the embedded SQLite default only; an
-    external database is migrated by ``python app.py db upgrade`` (or ``migrate=True``).
+    ``migrate`` None means: migrate automatically on SQLite only; a server database
+    (PostgreSQL) is migrated by ``python app.py db upgrade`` (or ``migrate=True``), so that
+    several processes of a new release never race to migrate it.
     """
     if settings.embedded:
         prepare_instance_folder(settings.instance_path)
         _restrict_existing(settings.sqlite_path)
     engine = make_engine(settings.effective_database_url)
     if migrate is None:
-        migrate = settings.embedded
+        migrate = engine.dialect.name == "sqlite"
     at, head = current_revision(engine), head_revision()
     if at != head:
         if not migrate:

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Connection, delete, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, or_, select, update
 
 from gateway.model import Event, normalise_email, utc
 from gateway.store.events import append_event, lock_tenant_events
 from gateway.store.tables import (
+    acknowledged_payloads,
     customer_external_ids,
     customers,
     events,
@@ -122,11 +123,17 @@ def is_erased(conn: Connection, tenant_id: str, *, email: str | None = None,
     hashes = _tombstone_hashes(tenant_id, _normal_email(email), external_ids)
     if not hashes:
         return False
-    found = conn.execute(select(tombstones.c.hash).where(
-        tombstones.c.tenant_id == tenant_id,
-        or_(*[(tombstones.c.kind == kind) & (tombstones.c.hash == digest)
-              for kind, digest in hashes])).limit(1)).first()
-    return found is not None
+    found = conn.execute(_TOMBSTONES_OF, {"tenant": tenant_id,
+                                          "kinds": sorted({kind for kind, _ in hashes}),
+                                          "hashes": [digest for _, digest in hashes]})
+    return not set(hashes).isdisjoint((row.kind, row.hash) for row in found)
+
+
+#: The tombstones among some hashes (built once: it is asked for every record ingested).
+_TOMBSTONES_OF = select(tombstones.c.kind, tombstones.c.hash).where(
+    tombstones.c.tenant_id == bindparam("tenant"),
+    tombstones.c.kind.in_(bindparam("kinds", expanding=True)),  # the index's order
+    tombstones.c.hash.in_(bindparam("hashes", expanding=True)))
 
 
 def _normal_email(email: str | None) -> str | None:
@@ -193,6 +200,10 @@ def erase_customer(conn: Connection, tenant_id: str, *, email: str | None = None
     conn.execute(delete(customer_external_ids).where(
         customer_external_ids.c.tenant_id == tenant_id,
         customer_external_ids.c.customer_id == row.id))
+    # The pulls' per-destination diff forgets what the services acknowledged of the customer.
+    conn.execute(delete(acknowledged_payloads).where(
+        acknowledged_payloads.c.tenant_id == tenant_id,
+        acknowledged_payloads.c.customer_id == row.id))
     scrubbed = _scrub_events(conn, tenant_id, row.id)
     answers = _scrub_answers(conn, tenant_id, row.id, personal)
     _scrub_dead_posts(conn, tenant_id, personal, when)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from gateway.model import (
     Address,
@@ -131,23 +131,38 @@ def customer_from_row(row: Any, external_ids: dict[str, str] | None = None) -> C
     )
 
 
+# The statements read per record, built once (their compiled form is cached by SQLAlchemy;
+# building the expression each call would cost more than running it).
+_ext = customer_external_ids.c
+_EXTERNAL_IDS_OF = select(customer_external_ids).where(
+    _ext.tenant_id == bindparam("tenant"), _ext.customer_id.in_(bindparam("ids", expanding=True)))
+_CUSTOMER_BY_ID = select(customers).where(customers.c.tenant_id == bindparam("tenant"),
+                                          customers.c.id == bindparam("id"))
+_CUSTOMER_BY_EMAIL = select(customers).where(customers.c.tenant_id == bindparam("tenant"),
+                                             customers.c.email == bindparam("email"))
+_ID_BY_EMAIL = select(customers.c.id).where(customers.c.tenant_id == bindparam("tenant"),
+                                            customers.c.email == bindparam("email"))
+_ID_BY_EXTERNAL_ID = select(_ext.customer_id).where(
+    _ext.tenant_id == bindparam("tenant"), _ext.service == bindparam("service"),
+    _ext.external_id == bindparam("external_id"))
+_RELEASE_EXTERNAL_ID = delete(customer_external_ids).where(
+    _ext.tenant_id == bindparam("tenant"), _ext.service == bindparam("service"),
+    _ext.external_id == bindparam("external_id"), _ext.customer_id != bindparam("customer"))
+
+
 def _external_ids_of(conn: Connection, tenant_id: str,
                      customer_ids: list[str]) -> dict[str, dict[str, str]]:
     """Each customer's external ids by service, for a page of customers in one query."""
     found: dict[str, dict[str, str]] = {cid: {} for cid in customer_ids}
     if customer_ids:
-        rows = conn.execute(select(customer_external_ids).where(
-            customer_external_ids.c.tenant_id == tenant_id,
-            customer_external_ids.c.customer_id.in_(customer_ids)))
+        rows = conn.execute(_EXTERNAL_IDS_OF, {"tenant": tenant_id, "ids": list(customer_ids)})
         for row in rows:
             found[row.customer_id][row.service] = row.external_id
     return found
 
 
 def get_customer(conn: Connection, tenant_id: str, customer_id: str) -> Customer | None:
-    row = conn.execute(
-        select(customers).where(customers.c.tenant_id == tenant_id, customers.c.id == customer_id)
-    ).first()
+    row = conn.execute(_CUSTOMER_BY_ID, {"tenant": tenant_id, "id": customer_id}).first()
     if row is None:
         return None
     return customer_from_row(row, _external_ids_of(conn, tenant_id, [row.id])[row.id])
@@ -157,17 +172,13 @@ def customer_id_for(conn: Connection, tenant_id: str, *, email: str | None = Non
                     service: str | None = None, external_id: str | None = None) -> str | None:
     """The gateway id of the customer with this email, or this service's external id."""
     if email:
-        found = conn.execute(select(customers.c.id).where(
-            customers.c.tenant_id == tenant_id, customers.c.email == normalise_email(email)
-        )).scalar()
+        found = conn.execute(_ID_BY_EMAIL, {"tenant": tenant_id,
+                                            "email": normalise_email(email)}).scalar()
         if found:
             return found
     if service and external_id:
-        return conn.execute(select(customer_external_ids.c.customer_id).where(
-            customer_external_ids.c.tenant_id == tenant_id,
-            customer_external_ids.c.service == service,
-            customer_external_ids.c.external_id == external_id,
-        )).scalar()
+        return conn.execute(_ID_BY_EXTERNAL_ID, {"tenant": tenant_id, "service": service,
+                                                 "external_id": external_id}).scalar()
     return None
 
 
@@ -212,8 +223,10 @@ def _changed_columns(row: Any, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _set_external_ids(conn: Connection, tenant_id: str, customer_id: str,
-                      external_ids: Mapping[str, str]) -> bool:
+                      external_ids: Mapping[str, str],
+                      held: Mapping[str, str] | None = None) -> bool:
     """Give the customer these external ids (one per service); returns whether any changed.
+    ``held``: the ones the customer has now, when the caller knows (read otherwise).
 
     An external id another customer of the tenant holds moves to this one: the latest record
     that names it says whose it is.
@@ -221,17 +234,16 @@ def _set_external_ids(conn: Connection, tenant_id: str, customer_id: str,
     wanted = {service: str(ext) for service, ext in external_ids.items() if ext and service}
     if not wanted:
         return False
-    held = _external_ids_of(conn, tenant_id, [customer_id])[customer_id]
+    if held is None:
+        held = _external_ids_of(conn, tenant_id, [customer_id])[customer_id]
     changed = False
     for service, external_id in wanted.items():
         if held.get(service) == external_id:
             continue
         changed = True
-        conn.execute(delete(customer_external_ids).where(
-            customer_external_ids.c.tenant_id == tenant_id,
-            customer_external_ids.c.service == service,
-            customer_external_ids.c.external_id == external_id,
-            customer_external_ids.c.customer_id != customer_id))
+        conn.execute(_RELEASE_EXTERNAL_ID, {"tenant": tenant_id, "service": service,
+                                            "external_id": external_id,
+                                            "customer": customer_id})
         upsert(conn, customer_external_ids,
                {"tenant_id": tenant_id, "customer_id": customer_id, "service": service,
                 "external_id": external_id},
@@ -243,19 +255,18 @@ def _existing_customer(conn: Connection, tenant_id: str, customer: Customer,
                        email: str | None) -> Any:
     """The stored row this customer is: by the gateway id (only this tenant's), else by email,
     else by any of its external ids."""
-    where = customers.c.tenant_id == tenant_id
     if customer.id:
-        row = conn.execute(select(customers).where(where, customers.c.id == customer.id)).first()
+        row = conn.execute(_CUSTOMER_BY_ID, {"tenant": tenant_id, "id": customer.id}).first()
         if row is not None:
             return row
     if email:
-        row = conn.execute(select(customers).where(where, customers.c.email == email)).first()
+        row = conn.execute(_CUSTOMER_BY_EMAIL, {"tenant": tenant_id, "email": email}).first()
         if row is not None:
             return row
     for service, external_id in customer.external_ids.items():
         found = customer_id_for(conn, tenant_id, service=service, external_id=external_id)
         if found:
-            return conn.execute(select(customers).where(where, customers.c.id == found)).first()
+            return conn.execute(_CUSTOMER_BY_ID, {"tenant": tenant_id, "id": found}).first()
     return None
 
 
@@ -307,7 +318,8 @@ def upsert_customer(conn: Connection, tenant_id: str, customer: Customer,
     else:
         conn.execute(customers.insert().values(row_values))
         customer_id = new
-    _set_external_ids(conn, tenant_id, customer_id, customer.external_ids)
+    _set_external_ids(conn, tenant_id, customer_id, customer.external_ids,
+                      held={} if customer_id == new else None)
     if customer_id == new:
         return CustomerWrite(new, CREATED, frozenset(values) | {"external_ids"})
     return CustomerWrite(customer_id, UPDATED, frozenset(values))

@@ -446,3 +446,19 @@ webhook_inbox = Table(
     Index(None, "tenant_id", "state", "id"),
     Index(None, "tenant_id", "received_at"),
 )
+
+# The pulls' per-destination diff (migration 0006, gateway/pulls/acknowledged.py): the SHA-256 of
+# the last payload each destination acknowledged for a record (a customer's profile write), by
+# the record's key there; ``customer_id`` lets an erasure forget them all.
+acknowledged_payloads = Table(
+    "acknowledged_payloads",
+    metadata,
+    _tenant(),
+    Column("connector", String(32), nullable=False),
+    Column("record_key", String(200), nullable=False),
+    Column("customer_id", String(200)),
+    Column("digest", String(64), nullable=False),
+    Column("acknowledged_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "connector", "record_key"),
+    Index(None, "tenant_id", "customer_id"),
+)

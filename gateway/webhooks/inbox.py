@@ -1,6 +1,7 @@
 """The inbox: every accepted webhook post, committed before its answer.
 
-:func:`accept` writes one row in one small transaction. The row's unique (tenant, webhook-id)
+:func:`accept` writes one row (:func:`accept_many` several, in one statement: the group commit
+of :mod:`gateway.webhooks.commit`). The row's unique (tenant, webhook-id)
 IS the redelivery dedupe: a post and its id are recorded together or not at all, so a crash
 can never leave an id marked seen whose post was not stored. A repeated id inserts nothing and
 is answered as a duplicate. The drainer (:mod:`gateway.webhooks.drain`) ingests pending rows;
@@ -14,11 +15,11 @@ Every query takes the tenant, except the drainer's choice of the next pending ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Sequence
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, func, select, tuple_
 
 from gateway.store.tables import webhook_inbox
 from gateway.store.types import utcnow
@@ -93,6 +94,67 @@ def accept(conn: Connection, tenant_id: str, webhook_id: str, topic: str, fmt: s
     return Accepted(int(row.id), True, row.state)
 
 
+@dataclass(frozen=True)
+class NewPost:
+    """A post to store (see :func:`accept_many`)."""
+
+    tenant_id: str
+    webhook_id: str
+    topic: str
+    format: str
+    body: str = field(repr=False)
+    received_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.tenant_id, self.webhook_id
+
+
+_MANY_STATEMENTS: dict[str, Any] = {}
+
+
+def _accept_many_statement(conn: Connection) -> Any:
+    """:func:`_accept_statement` returning each new row's key too: executed with a list of
+    parameter sets it is one multi-row INSERT (SQLAlchemy's "insertmanyvalues")."""
+    stmt = _MANY_STATEMENTS.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _accept_statement(conn).returning(webhook_inbox.c.tenant_id,
+                                                 webhook_inbox.c.webhook_id)
+        _MANY_STATEMENTS[conn.dialect.name] = stmt
+    return stmt
+
+
+def accept_many(conn: Connection, posts: Sequence[NewPost]) -> list[Accepted]:
+    """:func:`accept` for several posts at once, in one INSERT (and one SELECT for those whose
+    webhook-id was already stored); what became of each, in order. Of two posts in ``posts``
+    with the same tenant and webhook-id, the first is stored and the second is its duplicate."""
+    if not posts:
+        return []
+    made: dict[tuple[str, str], int] = {}
+    rows = conn.execute(_accept_many_statement(conn), [
+        {"tenant_id": p.tenant_id, "webhook_id": p.webhook_id, "topic": p.topic,
+         "format": p.format, "body": p.body, "received_at": p.received_at} for p in posts])
+    for row in rows:
+        made[(row.tenant_id, row.webhook_id)] = int(row.id)
+    missing = {p.key for p in posts} - made.keys()
+    earlier: dict[tuple[str, str], tuple[int, str]] = {}
+    if missing:
+        found = conn.execute(select(webhook_inbox.c.id, webhook_inbox.c.state,
+                                    webhook_inbox.c.tenant_id, webhook_inbox.c.webhook_id)
+                             .where(tuple_(webhook_inbox.c.tenant_id,
+                                           webhook_inbox.c.webhook_id).in_(sorted(missing))))
+        earlier = {(r.tenant_id, r.webhook_id): (int(r.id), r.state) for r in found}
+    answers, first = [], set()
+    for post in posts:
+        if post.key in made:
+            answers.append(Accepted(made[post.key], post.key in first, "pending"))
+            first.add(post.key)
+        else:
+            entry_id, state = earlier[post.key]
+            answers.append(Accepted(entry_id, True, state))
+    return answers
+
+
 def get_entry(conn: Connection, tenant_id: str, entry_id: int) -> InboxEntry | None:
     row = conn.execute(select(webhook_inbox).where(webhook_inbox.c.tenant_id == tenant_id,
                                                    webhook_inbox.c.id == entry_id)).first()
@@ -117,6 +179,11 @@ def has_pending(conn: Connection) -> bool:
         webhook_inbox.c.state == "pending").limit(1)).first() is not None
 
 
+def newest_id(conn: Connection) -> int | None:
+    """The newest row's id, of any tenant (a plain read: has anything arrived since?)."""
+    return conn.execute(select(func.max(webhook_inbox.c.id))).scalar()
+
+
 def next_pending(conn: Connection) -> tuple[int, str] | None:
     """The oldest pending row of any tenant, locked for this transaction on PostgreSQL
     (``FOR UPDATE SKIP LOCKED``: two drainers never take the same row); on SQLite the caller's
@@ -127,6 +194,23 @@ def next_pending(conn: Connection) -> tuple[int, str] | None:
         query = query.with_for_update(skip_locked=True)
     row = conn.execute(query).first()
     return None if row is None else (int(row.id), row.tenant_id)
+
+
+def next_pending_batch(conn: Connection, limit: int) -> tuple[str, list[InboxEntry]] | None:
+    """The oldest pending row (as :func:`next_pending`) and up to ``limit - 1`` more pending
+    rows of the same tenant after it, oldest first, locked likewise: (tenant, entries). One
+    tenant a batch, so a drainer takes tenants' event locks one at a time, never two at once."""
+    first = next_pending(conn)
+    if first is None:
+        return None
+    entry_id, tenant_id = first
+    query = (select(webhook_inbox).where(webhook_inbox.c.tenant_id == tenant_id,
+                                         webhook_inbox.c.state == "pending",
+                                         webhook_inbox.c.id >= entry_id)
+             .order_by(webhook_inbox.c.id).limit(max(1, limit)))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return tenant_id, [_entry(row) for row in conn.execute(query)]
 
 
 def mark_done(conn: Connection, tenant_id: str, entry_id: int, result: Any, *,

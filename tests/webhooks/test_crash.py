@@ -1,6 +1,11 @@
 """A kill -9 of the serving process during a burst of signed posts: every post that got a 2xx
-is stored and ingested after a restart, and the sender's retries of the others are accepted
-once."""
+is stored, ingested and delivered to a Replenit sandbox after a restart (one record per order
+key there), and the sender's retries of the others are accepted once.
+
+The server is a subprocess (the API on waitress and the drainer on a thread, as ``serve`` runs
+them) on this test's own database; the delivery worker runs here, against the sandbox on
+127.0.0.1.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from sqlalchemy import func, select
 
-from gateway.store.tables import orders, webhook_inbox
+from gateway.store import tenants
+from gateway.store.db import write_transaction
+from gateway.store.tables import deliveries, orders, webhook_inbox
+from gateway.webhooks.secrets import ensure_secret
 from tests.conftest import ROOT
-from tests.webhooks.conftest import API, body_of, order
+from tests.connectors.conftest import kit_root, sandbox_stats
+from tests.relay.conftest import all_settled
+from tests.relay.conftest import drain as drain_deliveries
+from tests.webhooks.conftest import API, SignedTenant, body_of, order
 
 POSTS = 60
 KILL_AFTER = 15
@@ -46,8 +57,24 @@ def stop(proc) -> None:  # noqa: ANN001
     proc.wait(timeout=30)
 
 
-def test_kill_9_during_a_burst_loses_no_acknowledged_post(python, gateway_env, engine,
-                                                         signed_tenant):
+def _inbox_settled(engine, tenant_id: str) -> bool:  # noqa: ANN001
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(webhook_inbox).where(
+            webhook_inbox.c.tenant_id == tenant_id,
+            webhook_inbox.c.state != "done")).scalar() == 0
+
+
+def test_kill_9_during_a_burst_loses_no_acknowledged_post(python, relay_db, new_tenant,
+                                                         start_service, make_worker):
+    engine = relay_db.engine
+    tenant_id = new_tenant("Crash shop")
+    with write_transaction(engine) as conn:
+        tenants.update_settings(conn, tenant_id, {"consent_basis": "lawful_basis"})
+        secret = ensure_secret(conn, relay_db.runtime.vault, tenant_id).current
+    signed_tenant = SignedTenant(tenant_id, secret, key="")
+    replenit = start_service("replenit", rate_limits=False)
+    replenit.connect(engine, relay_db.runtime.vault, tenant_id)
+    gateway_env = relay_db.env()
     posts = [(f"msg_crash_{i}", body_of(order(f"C-{i}", f"c{i}@example.com")))
              for i in range(POSTS)]
     proc, base = start_server(python, gateway_env)
@@ -89,21 +116,27 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_post(python, gateway_env, e
         assert all(retried[w] == 200 for w in acknowledged), retried  # duplicates
         assert all(200 <= s < 300 for s in retried.values()), retried
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                pending = conn.execute(select(func.count()).select_from(webhook_inbox).where(
-                    webhook_inbox.c.tenant_id == signed_tenant.id,
-                    webhook_inbox.c.state != "done")).scalar()
-            if pending == 0:
-                break
+        while time.monotonic() < deadline and not _inbox_settled(engine, signed_tenant.id):
             time.sleep(0.2)
     finally:
         stop(proc)
+    drain_deliveries(make_worker(), until=all_settled(engine, tenant_id))
     with engine.connect() as conn:
         rows = conn.execute(select(webhook_inbox.c.webhook_id, webhook_inbox.c.state).where(
             webhook_inbox.c.tenant_id == signed_tenant.id)).all()
         stored = conn.execute(select(orders.c.external_id).where(
             orders.c.tenant_id == signed_tenant.id)).scalars().all()
+        sent = conn.execute(select(deliveries.c.record_key, deliveries.c.status).where(
+            deliveries.c.tenant_id == tenant_id, deliveries.c.connector == "replenit",
+            deliveries.c.operation == "orders.upsert")).all()
     assert sorted(w for w, _ in rows) == sorted(w for w, _ in posts)  # each once
     assert {s for _, s in rows} == {"done"}
-    assert sorted(stored) == sorted(f"C-{i}" for i in range(POSTS))
+    keys = sorted(f"C-{i}" for i in range(POSTS))
+    assert sorted(stored) == keys
+    assert sorted(sent) == [(key, "done") for key in keys]  # one delivery per order key
+    assert sandbox_stats(replenit.url)["records"]["orders"] == POSTS
+    acknowledged_keys = {f"C-{w.rsplit('_', 1)[1]}" for w in acknowledged}
+    for key in sorted(acknowledged_keys):  # every acknowledged post is at the sandbox
+        found = requests.get(f"{kit_root(replenit.url)}/_sandbox/records/orders/{key}",
+                             timeout=10)
+        assert found.status_code == 200, key

@@ -1,0 +1,155 @@
+"""The accept path's group commit and the drainer's batches, on the real database.
+
+What a batch holds is made deterministic by holding the writer inside its first transaction
+until the other posts have queued behind it; nothing here depends on timing.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from gateway.store.db import write_transaction
+from gateway.store.types import utcnow
+from gateway.webhooks import drain, inbox
+from gateway.webhooks.commit import GroupCommitter
+from tests.webhooks.conftest import body_of, order
+
+
+def new_post(tenant_id: str, webhook_id: str, body: str | None = None) -> inbox.NewPost:
+    return inbox.NewPost(tenant_id, webhook_id, "orders", "canonical",
+                         body or body_of(order(f"O-{webhook_id}")).decode(), utcnow())
+
+
+def test_accept_many_stores_new_posts_and_names_every_duplicate(engine, signed_tenant):
+    tenant = signed_tenant.id
+    with write_transaction(engine) as conn:
+        [earlier] = inbox.accept_many(conn, [new_post(tenant, "m-old")])
+    with write_transaction(engine) as conn:
+        answers = inbox.accept_many(conn, [new_post(tenant, "m-1"), new_post(tenant, "m-old"),
+                                           new_post(tenant, "m-2"), new_post(tenant, "m-1")])
+    assert [a.duplicate for a in answers] == [False, True, False, True]
+    assert answers[1].entry_id == earlier.entry_id
+    assert answers[3].entry_id == answers[0].entry_id
+    assert len({answers[0].entry_id, answers[2].entry_id, earlier.entry_id}) == 3
+    with engine.connect() as conn:
+        listed = inbox.list_entries(conn, tenant)
+    assert sorted(e.webhook_id for e in listed) == ["m-1", "m-2", "m-old"]
+
+
+class HeldWriter:
+    """Holds the committer's first transaction open until :meth:`release`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered, self.go = threading.Event(), threading.Event()
+        self.calls: list[int] = []
+        real = inbox.accept_many
+
+        def held(conn, posts):  # noqa: ANN001, ANN202
+            self.calls.append(len(posts))
+            if len(self.calls) == 1:
+                self.entered.set()
+                assert self.go.wait(60)
+            return real(conn, posts)
+
+        monkeypatch.setattr(inbox, "accept_many", held)
+
+    def release(self) -> None:
+        self.go.set()
+
+
+def queued(committer: GroupCommitter) -> int:
+    with committer._cond:
+        return len(committer._queue)
+
+
+def wait_queued(committer: GroupCommitter, n: int) -> None:
+    event = threading.Event()
+    while queued(committer) < n:
+        event.wait(0.01)
+
+
+def test_posts_arriving_during_a_commit_share_the_next_one(engine, signed_tenant,
+                                                           monkeypatch):
+    held, committer = HeldWriter(monkeypatch), GroupCommitter(engine)
+    tenant = signed_tenant.id
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        first = pool.submit(committer.accept, tenant, "g-0", "orders", "canonical", "{}",
+                            received_at=utcnow())
+        assert held.entered.wait(60)
+        rest = [pool.submit(committer.accept, tenant, f"g-{i}", "orders", "canonical", "{}",
+                            received_at=utcnow()) for i in range(1, 11)]
+        wait_queued(committer, 10)
+        assert not first.done()  # its transaction is not committed yet
+        held.release()
+        answers = [first.result(60)] + [f.result(60) for f in rest]
+    assert held.calls == [1, 10]
+    assert (committer.batches, committer.posts) == (2, 11)
+    assert not any(a.duplicate for a in answers)
+    with engine.connect() as conn:
+        stored = {e.webhook_id for e in inbox.list_entries(conn, tenant)}
+    assert stored == {f"g-{i}" for i in range(11)}
+
+
+def test_a_post_the_database_refuses_fails_alone(engine, signed_tenant, monkeypatch):
+    held, committer = HeldWriter(monkeypatch), GroupCommitter(engine)
+    tenant = signed_tenant.id
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        first = pool.submit(committer.accept, tenant, "r-0", "orders", "canonical", "{}",
+                            received_at=utcnow())
+        assert held.entered.wait(60)
+        good = pool.submit(committer.accept, tenant, "r-1", "orders", "canonical", "{}",
+                           received_at=utcnow())
+        wait_queued(committer, 1)
+        bad = pool.submit(committer.accept, "no-such-tenant", "r-2", "orders", "canonical",
+                          "{}", received_at=utcnow())  # the tenant's foreign key fails
+        wait_queued(committer, 2)
+        held.release()
+        assert not first.result(60).duplicate and not good.result(60).duplicate
+        with pytest.raises(IntegrityError):
+            bad.result(60)
+    assert held.calls[:2] == [1, 2]  # the shared batch failed, then one post a transaction
+    with engine.connect() as conn:
+        stored = {e.webhook_id for e in inbox.list_entries(conn, tenant)}
+    assert {"r-0", "r-1"} <= stored and "r-2" not in stored
+
+
+def test_the_writer_starts_afresh_in_a_forked_process(engine, signed_tenant):
+    committer = GroupCommitter(engine)
+    committer.accept(signed_tenant.id, "f-0", "orders", "canonical", "{}", received_at=utcnow())
+    committer._pid = -1  # as a child of a fork sees it: the writer thread is the parent's
+    answer = committer.accept(signed_tenant.id, "f-1", "orders", "canonical", "{}",
+                              received_at=utcnow())
+    assert not answer.duplicate and committer.posts == 2
+
+
+def test_the_sqlite_writer_waits_for_a_held_write_lock(engine, signed_tenant):
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has no database-wide write lock")
+    committer = GroupCommitter(engine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with write_transaction(engine):  # another writer holds the lock
+            pending = pool.submit(committer.accept, signed_tenant.id, "l-0", "orders",
+                                  "canonical", "{}", received_at=utcnow())
+            assert not pending.done()
+        assert not pending.result(60).duplicate
+
+
+def test_a_drain_batch_dead_letters_one_post_and_ingests_the_others(engine, runtime,
+                                                                    signed_tenant,
+                                                                    monkeypatch):
+    monkeypatch.setattr(drain, "SLICE_SECONDS", 600.0)  # the batch is cut by size only
+    monkeypatch.setattr(drain, "SQLITE_SLICE_SECONDS", 600.0)
+    tenant = signed_tenant.id
+    drain.drain_inbox(runtime, 10_000)  # what other tests left pending
+    with write_transaction(engine) as conn:
+        inbox.accept_many(conn, [new_post(tenant, "d-1"), new_post(tenant, "d-2", "{not json"),
+                                 new_post(tenant, "d-3")])
+    report = drain.drain_batch(runtime, 10)
+    assert report is not None and (report.done, report.dead) == (2, 1)
+    with engine.connect() as conn:
+        states = {e.webhook_id: e.state for e in inbox.list_entries(conn, tenant)}
+    assert states == {"d-1": "done", "d-2": "dead", "d-3": "done"}
