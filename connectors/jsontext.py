@@ -71,15 +71,55 @@ def check_depth(text: str | bytes, max_depth: int = MAX_DEPTH) -> None:
             depth -= 1
 
 
+class JsonTextError(ValueError):
+    """JSON whose strings hold a character no database keeps as text: NUL (``\\u0000``, which
+    PostgreSQL refuses in text and JSON) or half of a surrogate pair (not Unicode text at all,
+    so it cannot be written as UTF-8)."""
+
+    def __init__(self) -> None:
+        super().__init__("the request body is not valid JSON text: a string holds a NUL "
+                         "character (\\u0000) or an unpaired surrogate (\\ud800-\\udfff)")
+
+
+# The escapes that can spell such a character: checked for on the raw text first, so bodies
+# without one (nearly all) cost one scan and no walk.
+_SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _strings_are_text(value: Any) -> bool:
+    """No string (key or value) in ``value`` holds NUL or an unpaired surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def loads_bounded(text: str | bytes, max_depth: int = MAX_DEPTH, *,
                   exact: bool = False) -> Any:
     """``json.loads`` after :func:`check_depth`; ``exact`` reads fractions as Decimal.
-    Raises :class:`JsonDepthError` or ``json.JSONDecodeError`` (both ValueErrors)."""
+    Raises :class:`JsonDepthError`, :class:`JsonTextError` (a NUL or an unpaired surrogate in
+    a string) or ``json.JSONDecodeError`` (all ValueErrors)."""
     check_depth(text, max_depth)
     try:
-        return json.loads(text, parse_float=Decimal) if exact else json.loads(text)
+        value = json.loads(text, parse_float=Decimal) if exact else json.loads(text)
     except RecursionError:  # belt and braces: the bound above should make this unreachable
         raise JsonDepthError(max_depth) from None
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _SUSPECT.search(data) and not _strings_are_text(value):
+        raise JsonTextError()
+    return value
 
 
 def loads(text: str | bytes) -> Any:

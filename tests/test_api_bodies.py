@@ -301,3 +301,36 @@ def test_bound_errors_counts_nested_leaves_and_cuts_long_keys():
     assert len(cut) == MAX_KEY_CHARS and cut.endswith("…")
     assert bound_errors({"a": ["m" * 10_000]})[0]["a"][0].endswith("…")
     assert bound_errors(["whole body bad"]) == ({"_schema": ["whole body bad"]}, 0)
+
+
+@pytest.mark.parametrize("text", ["\\u0000", "a\\u0000b", "\\ud800", "x\\udfffy", "\\uDBFF"])
+@pytest.mark.parametrize("where", ["value", "key"])
+def test_a_string_no_database_can_store_is_a_400_and_stores_nothing(client, engine, tenant,
+                                                                    text, where):
+    """NUL (PostgreSQL refuses it in text and JSON) and unpaired surrogates (not text) are
+    refused as the body's fault, on SQLite and PostgreSQL alike, before anything is written."""
+    product = ('{"id": "P-1", "taxonomy": ["' + text + '"]}' if where == "value"
+               else '{"id": "P-1", "' + text + '": "v"}')
+    response = client.post("/api/v1/actions/upsert-products", headers=tenant.auth,
+                           data="[" + product + "]", content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert "NUL" in response.json["error"]
+    assert _products(engine, tenant.id) == 0
+
+
+def test_escapes_that_only_look_like_nul_or_surrogates_are_text(client, engine, tenant):
+    body = '[{"id": "P-2", "name": "a\\\\u0000 and \\ud83d\\ude00"}]'  # a backslash; a pair
+    response = client.post("/api/v1/actions/upsert-products", headers=tenant.auth,
+                           data=body, content_type="application/json")
+    assert response.status_code in (200, 201), response.get_data(as_text=True)[:300]
+    assert _products(engine, tenant.id) == 1
+
+
+def _products(engine, tenant_id: str) -> int:  # noqa: ANN001
+    from sqlalchemy import func, select
+
+    from gateway.store.tables import products
+
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(products)
+                            .where(products.c.tenant_id == tenant_id)).scalar_one()

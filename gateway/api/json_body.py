@@ -24,7 +24,7 @@ from flask_smorest import abort
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from connectors.jsontext import JsonDepthError, loads_bounded
+from connectors.jsontext import JsonDepthError, JsonTextError, loads_bounded
 
 NOT_JSON = "the request body must be JSON: send it with 'Content-Type: application/json'"
 
@@ -37,8 +37,8 @@ class BoundedJSONProvider(DefaultJSONProvider):
 
 
 def _describe(error: ValueError) -> str:
-    if isinstance(error, JsonDepthError):
-        return str(error)  # "JSON nested deeper than 64 levels"
+    if isinstance(error, (JsonDepthError, JsonTextError)):
+        return str(error)  # "JSON nested deeper than 64 levels", "... a NUL character ..."
     if isinstance(error, UnicodeDecodeError):
         return "the request body is not valid JSON: it is not UTF-8 text"
     if isinstance(error, json.JSONDecodeError):
