@@ -91,7 +91,17 @@ def test_two_processes_run_each_one_second_schedule_once_per_slot(
                 and all(per[(t, r)] >= 5 for t in tenants for r in routes)
                 and {run["pid"] for run in runs} == {first.pid, second.pid})
 
-    wait_for(enough, 120, "twenty seconds of runs from both processes")
+    try:  # a liveness wait: generous, since a busy machine slows both processes' ticks
+        wait_for(enough, 240, "twenty seconds of runs from both processes")
+    except AssertionError:
+        runs = _runs(runs_file)
+        per_pid = defaultdict(int)
+        for run in runs:
+            per_pid[run["pid"]] += 1
+        raise AssertionError(
+            f"after {time.monotonic() - began:.0f}s: {len(runs)} runs, per process "
+            f"{dict(per_pid)} (first {first.pid}, second {second.pid}; alive: "
+            f"{first.poll() is None}, {second.poll() is None})") from None
     assert _stop(first) == 0 and _stop(second) == 0  # SIGTERM: the runs in progress finish
 
     runs = _runs(runs_file)
