@@ -58,16 +58,24 @@ def configured_secrets(env: Mapping[str, str] | None = None) -> list[str]:
     ``GATEWAY_SECRET_KEY``, the passwords of the database and Redis URLs (as written and
     percent-decoded), and ``GATEWAY_CONNECTION_KEY``."""
     env = os.environ if env is None else env
-    found: list[str] = []
-    for name in ("GATEWAY_DATABASE_URL", "GATEWAY_REDIS_URL"):
+    return secret_values(
+        urls=[env.get("GATEWAY_DATABASE_URL"), env.get("GATEWAY_REDIS_URL")],
+        values=[*(env.get("GATEWAY_SECRET_KEY") or "").split(","),
+                env.get("GATEWAY_CONNECTION_KEY") or ""])
+
+
+def secret_values(*, urls: Iterable[str | None], values: Iterable[str]) -> list[str]:
+    """The passwords of ``urls`` (as written and percent-decoded) and ``values``, stripped,
+    without the empty and trivially short ones, longest first (so a longer secret is masked
+    before a shorter one inside it)."""
+    found = [value.strip() for value in values]
+    for url in urls:
         try:
-            password = urlsplit((env.get(name) or "").strip()).password
+            password = urlsplit((url or "").strip()).password
         except ValueError:
             password = None
         if password:
             found += [password, unquote(password)]
-    found += [k.strip() for k in (env.get("GATEWAY_SECRET_KEY") or "").split(",")]
-    found.append((env.get("GATEWAY_CONNECTION_KEY") or "").strip())
     return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
 
 

@@ -149,12 +149,6 @@ def remember(conn: Connection, batch: Any, done: Sequence[int], context: Mapping
     return len(values)
 
 
-def forget_customer(conn: Connection, tenant_id: str, customer_id: str) -> int:
-    """Forget every hash of the tenant's customer (an erasure)."""
-    return conn.execute(delete(acknowledged_payloads).where(
-        a.tenant_id == tenant_id, a.customer_id == customer_id)).rowcount
-
-
 # ------------------------------------------------------------------------ when planning
 
 

@@ -155,14 +155,10 @@ NOT_PULLS = frozenset({jobs.RESCORE, jobs.RETENTION})
 
 
 def load_pulls() -> None:
-    """Import the pull modules, so their jobs are registered (a module another helper has
-    not built yet is simply absent)."""
-    try:
-        from gateway.pulls import register_jobs
+    """Import the pull modules, so their jobs are registered."""
+    from gateway.pulls import register_jobs
 
-        register_jobs()
-    except ImportError:
-        from gateway.pulls import rci_customers  # noqa: F401
+    register_jobs()
 
 
 def pull_routes() -> list[str]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Mapping
-from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Engine, insert
 
-from gateway.logs import redact_text
+from gateway.logs import redact_text, secret_values
 from gateway.settings import Settings
 from gateway.store.tables import sync_runs
 
@@ -21,15 +20,8 @@ MAX_ERROR = 1000
 def _secrets(settings: Settings) -> list[str]:
     """The process's secrets that could turn up in an error's text: the encryption key(s)
     and the database's and Redis's passwords."""
-    found = [k.strip() for k in (settings.secret_key or "").split(",")]
-    for url in (settings.database_url, settings.redis_url):
-        try:
-            password = urlsplit(url or "").password
-        except ValueError:
-            password = None
-        if password:
-            found += [password, unquote(password)]
-    return sorted({value for value in found if len(value) >= 3}, key=len, reverse=True)
+    return secret_values(urls=[settings.database_url, settings.redis_url],
+                         values=(settings.secret_key or "").split(","))
 
 
 def describe_error(exc: BaseException, settings: Settings) -> str:

@@ -1,6 +1,6 @@
 """``python app.py webhooks secret TENANT [--rotate]`` and ``webhooks inbox TENANT [--dead]``.
 
-The lead registers them with :func:`add_commands`. ``secret`` prints the tenant's current
+The CLI registers them with :func:`add_commands`. ``secret`` prints the tenant's current
 signing secret (creating one on first use); ``--rotate`` makes a new one and keeps the old one
 accepted for a day. Other processes see a rotation within
 :data:`gateway.webhooks.secrets.CACHE_SECONDS`.

@@ -10,7 +10,8 @@ A post that cannot be ingested (a record that contradicts what is stored, a form
 longer accepted) is dead-lettered with its reason at once; an unexpected failure (a database
 error) leaves it pending for :data:`MAX_ATTEMPTS` tries, then dead-letters it too.
 
-The lead wires :func:`run_forever` into the serving process (a thread) and the worker loop;
+:class:`gateway.background.Background` runs :func:`run_forever` in a thread of ``serve`` and of
+``worker``;
 the API calls :func:`wake` after each commit so a drainer waiting for work starts at once.
 """
 

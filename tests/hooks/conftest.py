@@ -1,6 +1,6 @@
 """REST-hook fixtures: a scripted subscriber on 127.0.0.1, a movable clock, tenants with a
 zapier key, and a helper that writes events and plans their hook deliveries in one
-transaction (as ingest does once the lead wires planning into the relay)."""
+transaction (as ingest does through the relay's planning)."""
 
 from __future__ import annotations
 
