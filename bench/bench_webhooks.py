@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import math
 import os
 import platform
 import re
@@ -36,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_actions import _free_port, _percentile, _wait_until_up  # noqa: E402
 
 SECRET = "bench-secret-key-" + "w" * 32
+REPLENIT_TENANT = "6f1c2c52-0000-4000-8000-00000000aaaa"
 #: Replenit's documented limits (requests a minute and an hour) and orders a request.
 REPLENIT_PER_MINUTE, REPLENIT_PER_HOUR, REPLENIT_BATCH = 100, 5000, 200
 HIGH_LIMIT = 10_000_000
@@ -95,6 +98,8 @@ class Figures:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    #: CPU seconds the server's processes (gunicorn's master and workers) spent in the run.
+    server_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -123,7 +128,7 @@ def _prepare(instance: Path, database_url: str | None) -> tuple[dict[str, str], 
         tenants.update_settings(conn, tenant.id, {"consent_basis": "lawful_basis"})
         save_connection(conn, runtime.vault, tenant.id, "replenit", "http://127.0.0.1:9",
                         {"api_key": "bench-replenit-key"},
-                        {"tenant_id": "6f1c2c52-0000-4000-8000-00000000aaaa"})
+                        {"tenant_id": REPLENIT_TENANT})
     runtime.close()
     return env, tenant.id, secret
 
@@ -140,7 +145,7 @@ def _signed_requests(path: str, secret: str, count: int, tag: str) -> str:
     for i in range(count):
         body = (f'{{"id":"O-{tag}-{i}","placed_at":"2026-10-01T12:00:00Z","total":"59.97",'
                 f'"currency":"USD","customer_email":"c-{tag}-{i}@example.com","lines":'
-                f'[{{"sku":"SKU-1","quantity":3,"unit_price":"19.99"}}]}}').encode()
+                f'[{{"product_id":"P-1","sku":"SKU-1","quantity":3,"unit_price":"19.99"}}]}}').encode()
         webhook_id = f"msg_{tag}_{i}"
         request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -167,11 +172,34 @@ def _wrk(port: int, connections: int, seconds: float, script: str | None,
                     _percentile(out, 99), int(non_2xx.group(1)) if non_2xx else 0), out)
 
 
-def _tree_rss(master_pid: int) -> list[tuple[int, float]]:
+def _tree(master_pid: int) -> list[int]:
     pids = [master_pid]
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children")
     if children.exists():
         pids += [int(p) for p in children.read_text().split()]
+    return pids
+
+
+def _cpu_seconds(master_pid: int) -> float:
+    """User and system CPU time of the server's processes so far (Linux ``/proc``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _tree(master_pid):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def _measured(server_pid: int, *wrk_args) -> Figures:  # noqa: ANN002
+    """:func:`_wrk`'s figures with the server's CPU time over the run."""
+    before = _cpu_seconds(server_pid)
+    figures, _ = _wrk(*wrk_args)
+    figures.server_cpu = _cpu_seconds(server_pid) - before
+    return figures
+
+
+def _tree_rss(master_pid: int) -> list[tuple[int, float]]:
+    pids = _tree(master_pid)
     found = []
     for pid in pids:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -203,6 +231,98 @@ DRAINER = ("import threading; from gateway.runtime import Runtime; "
            "run_forever; run_forever(Runtime.open(Settings.from_env()), threading.Event())")
 
 
+def _order_post(tenant_id: str, tag: str, i: int) -> Any:
+    from gateway.store.types import utcnow
+    from gateway.webhooks.inbox import NewPost
+    body = (f'{{"id":"O-{tag}-{i}","placed_at":"2026-10-01T12:00:00Z","total":"59.97",'
+            f'"currency":"USD","customer_email":"c-{tag}-{i}@example.com","lines":'
+            f'[{{"product_id":"P-1","sku":"SKU-1","quantity":3,"unit_price":"19.99"}}]}}')
+    return NewPost(tenant_id, f"msg_{tag}_{i}", "orders", "canonical", body, utcnow())
+
+
+def _top_up(runtime: Any, tenant_id: str, backlog: int) -> int:
+    """Commit new pending posts until the inbox holds at least ``backlog`` orders not yet
+    ingested or not yet delivered (pending posts, plus orders already in the outbox), as if
+    they had been accepted; how many were added."""
+    from sqlalchemy import func, select
+
+    from gateway.store.db import write_transaction
+    from gateway.store.tables import deliveries, webhook_inbox
+    from gateway.webhooks.inbox import accept_many
+    with runtime.engine.connect() as conn:
+        pending = conn.execute(select(func.count()).select_from(webhook_inbox).where(
+            webhook_inbox.c.state == "pending")).scalar()
+        queued = conn.execute(select(func.count()).select_from(deliveries).where(
+            deliveries.c.operation == "orders.upsert", deliveries.c.status != "done")).scalar()
+    missing = max(0, backlog - pending - queued)
+    for start in range(0, missing, 1000):
+        with write_transaction(runtime.engine) as conn:
+            accept_many(conn, [_order_post(tenant_id, "top", i)
+                               for i in range(start, min(missing, start + 1000))])
+    return missing
+
+
+def _replenit_window(env: dict[str, str], tenant_id: str, minutes: float) -> dict:
+    """The orders that reach a Replenit sandbox enforcing its documented limits (100
+    requests a minute, 5,000 an hour, on its own clock) in ``minutes`` from its first
+    request, through the drainer (already running) and one relay worker, from an inbox that
+    outlasts the window; and what share of the window's allowance the requests used (each
+    request counted as its records over its endpoint's batch maximum)."""
+    import secrets as token
+    import threading
+
+    import requests
+
+    from connectors.replenit.sandbox import create_sandbox
+    from connectors.replenit.wire import BATCH_MAX
+    from connectors.sandbox_kit import SandboxConfig, start_sandbox
+    from gateway.relay.worker import Worker
+    from gateway.runtime import Runtime
+    from gateway.settings import Settings
+    from gateway.store.connections import save_connection
+
+    key = f"bench_{token.token_hex(6)}"
+    sandbox = start_sandbox(create_sandbox(SandboxConfig(api_key=key,
+                                                         tenant_id=REPLENIT_TENANT)))
+    runtime = Runtime.open(Settings.from_env(env))
+    window = 60.0 * minutes
+    allowed = min(REPLENIT_PER_MINUTE * minutes, REPLENIT_PER_HOUR * math.ceil(minutes / 60))
+    batches: list[tuple[str, int, str]] = []
+    try:
+        added = _top_up(runtime, tenant_id, int(allowed * REPLENIT_BATCH * 1.3))
+        with runtime.engine.begin() as conn:
+            save_connection(conn, runtime.vault, tenant_id, "replenit", sandbox.url,
+                            {"api_key": key}, {"tenant_id": REPLENIT_TENANT})
+        worker = Worker(runtime, threads=1, observer=lambda batch, outcome: batches.append(
+            (batch.operation, len(batch.rows), type(outcome).__name__)))
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
+        thread.start()
+        log_url = f"{sandbox.url}/_sandbox/requests-log"
+        deadline = time.monotonic() + window + 600
+        while time.monotonic() < deadline:
+            arrivals = requests.get(log_url, timeout=60).json()["timestamps"]
+            if arrivals and arrivals[-1] >= arrivals[0] + window:
+                break
+            time.sleep(0.5)
+        stop.set()
+        thread.join(timeout=120)
+        arrivals = requests.get(log_url, timeout=60).json()["timestamps"]
+        stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=30).json()
+    finally:
+        sandbox.stop()
+        runtime.close()
+    sent = sum(1 for t in arrivals if t < arrivals[0] + window) if arrivals else 0
+    # One worker thread, one destination: batches go one after another, so the first `sent`
+    # settled batches are the window's requests.
+    in_window = batches[:sent]
+    fill = sum(n / BATCH_MAX[op.split(".")[0]] for op, n, _ in in_window)
+    orders = sum(n for op, n, _ in in_window if op == "orders.upsert")
+    return {"minutes": minutes, "allowed": allowed, "sent": sent, "fill": fill,
+            "orders": orders, "added": added, "status": stats["requests"],
+            "operations": sorted({op for op, _, _ in in_window})}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", help="a scratch PostgreSQL database (else SQLite)")
@@ -216,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-drainer", action="store_true")
     parser.add_argument("--drain-seconds", type=float, default=10.0,
                         help="after the load, how long to watch the drainer alone")
+    parser.add_argument("--replenit-minutes", type=float, default=2.0,
+                        help="then, the window in which orders reach a Replenit sandbox "
+                             "enforcing its limits (0: skip)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not on the PATH")
@@ -238,13 +361,14 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             _wrk(port, 10, 2, None, "warm")
             for connections in args.connections:
-                results.append(_wrk(port, connections, args.duration, None, "/healthz")[0])
+                results.append(_measured(server.pid, port, connections, args.duration, None,
+                                         "/healthz"))
                 lua = Path(folder) / f"requests-{connections}.lua"
                 lua.write_text(_signed_requests(path, secret, args.pool, f"c{connections}"))
                 script = Path(folder) / f"wrk-{connections}.lua"
                 script.write_text(LUA.replace("REQUESTS", _lua_string(str(lua))))
-                figures, _ = _wrk(port, connections, args.duration, str(script),
-                                  "signed post")
+                figures = _measured(server.pid, port, connections, args.duration, str(script),
+                                    "signed post")
                 if figures.requests > args.pool:
                     print(f"  the pool of {args.pool} ran out: {figures.requests} requests",
                           file=sys.stderr)
@@ -255,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             accepted, done, _ = _count_accepted(env, tenant_id)
             server.terminate()
             server.wait(timeout=30)
-            ingest_rate = None
+            ingest_rate, replenit = None, None
             if drainer is not None and args.drain_seconds > 0:
                 # The server is gone: the drainer has the machine to itself.
                 before, started = _count_accepted(env, tenant_id)[1], time.monotonic()
@@ -264,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                 ingest_rate = (after - before) / (time.monotonic() - started)
                 print(f"  deliveries planned by then: {planned:,} for {after:,} posts",
                       file=sys.stderr)
+            if drainer is not None and args.replenit_minutes > 0:
+                replenit = _replenit_window(env, tenant_id, args.replenit_minutes)
         finally:
             if server.poll() is None:
                 server.terminate()
@@ -279,12 +405,16 @@ def main(argv: list[str] | None = None) -> int:
           f"per run; python {platform.python_version()}, {os.cpu_count()} cores; load average "
           f"{load:.2f} at start")
     print(f"{'what':<14}{'conns':>6}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'non-2xx':>9}")
+          f"{'non-2xx':>9}{'server CPU ms/req':>19}")
     for fig in results:
         print(f"{fig.what:<14}{fig.connections:>6}{fig.requests:>10,}{fig.rate:>10.1f}"
-              f"{fig.p50_ms:>9.1f}{fig.p99_ms:>9.1f}{fig.non_2xx:>9}")
+              f"{fig.p50_ms:>9.1f}{fig.p99_ms:>9.1f}{fig.non_2xx:>9}"
+              f"{fig.server_cpu * 1000 / max(1, fig.requests):>19.3f}")
     for health, post in zip(results[::2], results[1::2]):
-        print(f"c{post.connections}: signed posts at {post.rate / health.rate:.2f}x /healthz")
+        cpu = (post.server_cpu / max(1, post.requests)) / \
+            max(1e-9, health.server_cpu / max(1, health.requests))
+        print(f"c{post.connections}: signed posts at {post.rate / health.rate:.2f}x /healthz "
+              f"(a post costs the server {cpu:.1f}x a /healthz's CPU)")
     print("peak RSS (VmHWM) per process, MiB: " + ", ".join(f"{r:.0f}" for _, r in rss))
     print(f"inbox rows committed: {accepted:,} (ingested by the drainer by the end: {done:,})")
     if ingest_rate is not None:
@@ -295,6 +425,15 @@ def main(argv: list[str] | None = None) -> int:
               f"minute, {hour:.0f} over an hour at full batches of {REPLENIT_BATCH}: those "
               f"orders can reach it at {ingest_rate / minute:.2f} / {ingest_rate / hour:.2f} "
               "of what its limits allow, bound by ingest")
+    if replenit is not None:
+        r = replenit
+        print(f"Replenit sandbox (its documented limits, its own clock), {r['minutes']:g} "
+              f"minutes from its first request, the drainer and one relay worker, an inbox "
+              f"topped up by {r['added']:,} posts to outlast the window: {r['sent']} requests "
+              f"of {r['allowed']:g} allowed ({', '.join(r['operations'])}), {r['orders']:,} "
+              f"orders ({r['orders'] / (60 * r['minutes']):.0f}/s); the requests carried "
+              f"{r['fill']:.1f} full batches' worth: {r['fill'] / r['allowed']:.2f} of what the "
+              f"limits allow; sandbox answers {r['status']}")
     return 1 if any(fig.non_2xx for fig in results) else 0
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Flask, Request, request
+from flask import Flask, Request, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from flask_smorest import abort
 from webargs.flaskparser import FlaskParser
@@ -58,8 +58,13 @@ class GatewayRequest(Request):
 
 def parse_json_body() -> None:
     """``before_request``: parse a body sent as JSON now (an error is a 400 before any view).
-    A request for no route (404, 405) is left to answer that."""
+    A request for no route (404, 405) is left to answer that, and a view that reads its raw
+    body itself (a class with ``raw_body = True``: the webhooks, whose signature is checked
+    on the bytes before the JSON) is left to parse it once, in its own order."""
     if request.routing_exception is not None:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(getattr(view, "view_class", None), "raw_body", False):
         return
     if request.is_json and (request.content_length or 0) > 0:
         request.get_json()

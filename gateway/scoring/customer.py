@@ -16,6 +16,7 @@ from gateway.store.events import append_event, append_events, lock_tenant_events
 from gateway.store.tables import customers
 from gateway.store.tenants import get_settings
 from gateway.store.types import UTCDateTime, utcnow
+from gateway.tenant_settings import TenantSettings
 
 _TIMES = ("first_at", "last_at", "returned_at", "old_returned_at", "status_changed_at",
           "updated_at")
@@ -60,16 +61,18 @@ def _facts_query(conn: Connection) -> Any:
 
 
 def rescore_customers(conn: Connection, tenant_id: str, customer_ids: Iterable[str], *,
-                      now: datetime | None = None) -> list[Event]:
+                      now: datetime | None = None,
+                      settings: TenantSettings | None = None) -> list[Event]:
     """:func:`rescore_customer` for each of ``customer_ids`` in turn, with the tenant's
-    settings read and its event lock taken once, and the events of all of them written
-    together (in the customers' order)."""
+    settings read (unless the caller read them in this transaction: ``settings``) and its
+    event lock taken once, and the events of all of them written together (in the
+    customers' order)."""
     now = utc(now) or utcnow()
     ids = list(customer_ids)
     if not ids:
         return []
     lock_tenant_events(conn, tenant_id)
-    settings = get_settings(conn, tenant_id)
+    settings = settings or get_settings(conn, tenant_id)
     rules = Rules.from_settings(settings)
     query = _facts_query(conn)
     planned: list[tuple[str, str, Any]] = []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from gateway.settings import Settings, SettingsError
 
@@ -162,18 +165,49 @@ def ping(engine: Engine) -> bool:
         return False
 
 
+#: SQLite: how often a writer tries for the write lock while another writer holds it, and
+#: for how long (the engine's busy timeout) before it gives up.
+LOCK_POLL_SECONDS = 0.0005
+LOCK_WAIT_SECONDS = 30.0
+_SQLITE_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def begin_immediate(conn: Connection) -> None:
+    """``BEGIN IMMEDIATE`` on a SQLite connection whose busy timeout is 0, tried every
+    :data:`LOCK_POLL_SECONDS` until the write lock is free (at most
+    :data:`LOCK_WAIT_SECONDS`). SQLite's own busy handler sleeps up to 100 ms between tries,
+    and so misses the short gaps a busy writer (the webhook drainer, the accept path's
+    commits) leaves between its transactions: a writer could wait for seconds."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            conn.rollback()
+            busy = getattr(exc.orig, "sqlite_errorcode", None) in _SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(LOCK_POLL_SECONDS)
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that holds the write lock from its first statement, committed at the end
     of the block (rolled back on an error).
 
-    On SQLite it starts with ``BEGIN IMMEDIATE``: a deferred transaction that reads and then
-    writes can find another writer got there first and fail with "database is locked" instead
-    of waiting; an immediate one waits for the lock (the busy timeout) before it reads. On
-    PostgreSQL it is a plain transaction (row locks do the work there).
+    On SQLite it starts with ``BEGIN IMMEDIATE`` (:func:`begin_immediate`, the busy timeout
+    off while it polls for the lock, back on for the transaction's statements): a deferred
+    transaction that reads and then writes can find another writer got there first and fail
+    with "database is locked" instead of waiting; an immediate one waits for the lock before
+    it reads. On PostgreSQL it is a plain transaction (row locks do the work there).
     """
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("PRAGMA busy_timeout = 0")
+            try:
+                begin_immediate(conn)
+            finally:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(LOCK_WAIT_SECONDS * 1000)}")
         yield conn
         conn.commit()

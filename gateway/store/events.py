@@ -26,7 +26,7 @@ import json
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, bindparam, func, select, text
 
 from gateway.model import EVENT_TYPES, Event
 from gateway.store.tables import event_triggers, events, tenants
@@ -52,12 +52,27 @@ def lock_tenant_events(conn: Connection, tenant_id: str) -> None:
     write events take it first, before any row lock, so every such transaction of a tenant
     takes its locks in one order (this lock, then rows) and none can deadlock on it.
     """
+    transaction = conn.get_transaction()
+    held = conn.info.get(_HELD_KEY)
+    if transaction is not None and held is not None and held[0] is transaction \
+            and tenant_id in held[1]:
+        return  # taken already in this transaction, outside any savepoint: held to its end
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tenant))"),
-                     {"ns": _LOCK_NAMESPACE, "tenant": tenant_id})
+        conn.execute(_PG_LOCK, {"ns": _LOCK_NAMESPACE, "tenant": tenant_id})
     else:
-        conn.execute(tenants.update().where(tenants.c.id == tenant_id)
-                     .values(name=tenants.c.name))
+        conn.execute(_SQLITE_LOCK, {"tenant": tenant_id})
+    if transaction is not None and not conn.in_nested_transaction():
+        if held is None or held[0] is not transaction:
+            held = conn.info[_HELD_KEY] = (transaction, set())
+        held[1].add(tenant_id)
+
+
+#: Where a connection remembers which tenants' event locks its current transaction holds
+#: (a lock taken inside a savepoint is not remembered: rolling the savepoint back may drop it).
+_HELD_KEY = "gateway.event_locks"
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tenant))")
+_SQLITE_LOCK = tenants.update().where(tenants.c.id == bindparam("tenant")).values(
+    name=tenants.c.name)
 
 
 def append_event(conn: Connection, tenant_id: str, type: str, subject_id: str | None,

@@ -465,8 +465,9 @@ def upsert_order(conn: Connection, tenant_id: str, order: Order,
         outcome = CREATED if order_id == new else UPDATED
         changed, lines_changed = set(values) | {"lines"}, True
     if lines_changed:
-        conn.execute(delete(order_lines).where(order_lines.c.tenant_id == tenant_id,
-                                               order_lines.c.order_id == order_id))
+        if outcome != CREATED:  # an order just inserted has no lines to replace
+            conn.execute(delete(order_lines).where(order_lines.c.tenant_id == tenant_id,
+                                                   order_lines.c.order_id == order_id))
         if order.lines:
             conn.execute(order_lines.insert(), [_line_values(tenant_id, order_id, i, line)
                                                 for i, line in enumerate(order.lines)])

@@ -222,6 +222,24 @@ def mark_done(conn: Connection, tenant_id: str, entry_id: int, result: Any, *,
         attempts=webhook_inbox.c.attempts + 1))
 
 
+_DONE_MANY = webhook_inbox.update().where(
+    webhook_inbox.c.tenant_id == bindparam("tenant"),
+    webhook_inbox.c.id == bindparam("entry")).values(
+    state="done", body="", result=bindparam("stored", type_=webhook_inbox.c.result.type),
+    reason=None, finished_at=bindparam("finished", type_=webhook_inbox.c.finished_at.type),
+    attempts=webhook_inbox.c.attempts + 1)
+
+
+def mark_done_many(conn: Connection, tenant_id: str, done: Sequence[tuple[int, Any]], *,
+                   now: datetime | None = None) -> None:
+    """:func:`mark_done` for several of the tenant's entries ``(entry_id, result)``, in one
+    executemany."""
+    if done:
+        finished = now or utcnow()
+        conn.execute(_DONE_MANY, [{"tenant": tenant_id, "entry": entry_id, "stored": result,
+                                   "finished": finished} for entry_id, result in done])
+
+
 def mark_failed(conn: Connection, tenant_id: str, entry_id: int, reason: str, *,
                 dead: bool, now: datetime | None = None) -> bool:
     """Record a failed attempt on a pending row: ``dead`` with its reason, or still pending.

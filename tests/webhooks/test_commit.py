@@ -153,3 +153,34 @@ def test_a_drain_batch_dead_letters_one_post_and_ingests_the_others(engine, runt
     with engine.connect() as conn:
         states = {e.webhook_id: e.state for e in inbox.list_entries(conn, tenant)}
     assert states == {"d-1": "done", "d-2": "dead", "d-3": "done"}
+
+
+def test_a_post_contradicting_what_is_stored_is_dead_and_its_batch_is_ingested(
+        engine, runtime, signed_tenant, monkeypatch):
+    monkeypatch.setattr(drain, "SLICE_SECONDS", 600.0)
+    monkeypatch.setattr(drain, "SQLITE_SLICE_SECONDS", 600.0)
+    tenant = signed_tenant.id
+    drain.drain_inbox(runtime, 10_000)
+    with write_transaction(engine) as conn:
+        inbox.accept_many(conn, [
+            inbox.NewPost(tenant, "k-a", "customers", "canonical",
+                          '{"email": "k-a@example.com"}', utcnow()),
+            inbox.NewPost(tenant, "k-b", "customers", "canonical",
+                          '{"email": "k-b@example.com"}', utcnow())])
+    drain.drain_inbox(runtime, 10_000)
+    with engine.connect() as conn:
+        [a] = [e.result["records"][0]["customer_id"] for e in inbox.list_entries(conn, tenant)
+               if e.webhook_id == "k-a"]
+    clash = '{"id": "%s", "email": "k-b@example.com", "first_name": "Clash"}' % a
+    with write_transaction(engine) as conn:
+        inbox.accept_many(conn, [new_post(tenant, "k-1"),
+                                 inbox.NewPost(tenant, "k-2", "customers", "canonical", clash,
+                                               utcnow()),
+                                 new_post(tenant, "k-3")])
+    report = drain.drain_batch(runtime, 10)
+    assert report is not None and (report.done, report.dead) == (2, 1)
+    with engine.connect() as conn:
+        entries = {e.webhook_id: e for e in inbox.list_entries(conn, tenant)}
+    assert [entries[k].state for k in ("k-1", "k-2", "k-3")] == ["done", "dead", "done"]
+    assert "contradicts what is stored" in entries["k-2"].reason
+    assert entries["k-1"].result["records"][0]["outcome"] == "created"
