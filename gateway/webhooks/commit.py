@@ -1,20 +1,20 @@
 """Group commit for the accept path: concurrent posts in one process share one transaction.
 
-A request thread hands its post to :meth:`GroupCommitter.accept`. If no other thread of the
-process is committing, it commits itself: every post waiting at that moment, in one write
-transaction (:func:`gateway.webhooks.inbox.accept_many`: one multi-row INSERT), then wakes the
-threads whose posts it carried. Posts that arrive meanwhile wait, and the first of their
-threads to wake leads the next transaction. So the answer (a 202, or a 200 for a repeated
+A request thread hands its post to :meth:`GroupCommitter.accept` and waits; one writer thread
+per process takes every post waiting at that moment, inserts them in one write transaction
+(:func:`gateway.webhooks.inbox.accept_many`: one multi-row INSERT) and commits it, then wakes each
+request with what became of its post. So the answer (a 202, or a 200 for a repeated
 webhook-id) still comes only after its row is committed, but N concurrent posts cost one
-commit (one SQLite write lock, one PostgreSQL WAL flush) instead of N, and a lone post costs
-no hand-off to another thread. Nothing waits on purpose: a batch is whatever arrived while the
-previous one was being committed, one post when the process is quiet.
+commit (one SQLite write lock, one PostgreSQL WAL flush) instead of N. Nothing waits on
+purpose: a batch is whatever arrived while the previous one was being committed, one post when
+the process is quiet.
 
 A batch whose transaction fails is retried one post a transaction, so one post the database
 refuses does not take the others with it; each request then gets its own outcome (the error,
 re-raised in the request thread, or its row).
 
-A committer made before a fork (in a gunicorn master) starts afresh in each worker.
+The writer thread is started on first use in the process that uses it (so a committer made
+before a fork, in a gunicorn master, starts afresh in each worker).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator
 
@@ -49,7 +49,7 @@ class CommitUnavailable(Exception):
 @dataclass(eq=False)
 class _Post:
     post: inbox.NewPost
-    done: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
     result: inbox.Accepted | None = None
     error: BaseException | None = None
 
@@ -62,9 +62,8 @@ class GroupCommitter:
         self.engine, self.max_batch, self.wait_seconds = engine, max_batch, wait_seconds
         self._cond = threading.Condition()
         self._queue: list[_Post] = []
-        self._committing = False  # a request thread is committing a batch (the leader)
         self._pid: int | None = None
-        self._conn: Connection | None = None  # SQLite: the committers' own, one at a time
+        self._conn: Connection | None = None  # SQLite: the writer thread's own
         #: Batches committed, the posts in them and the seconds their transactions took
         #: (for the benchmark).
         self.batches = 0
@@ -73,55 +72,44 @@ class GroupCommitter:
 
     def accept(self, tenant_id: str, webhook_id: str, topic: str, fmt: str, body: str, *,
                received_at: datetime) -> inbox.Accepted:
-        """Store the post (as :func:`gateway.webhooks.inbox.accept`), committed on return.
-
-        The post is queued; while another request thread is committing, this one waits.
-        When none is, this thread commits every post queued (its own among them) and wakes
-        their threads: a lone post is committed by its own thread, with no hand-off to
-        another (each costs two thread switches, as much as the commit itself)."""
+        """Store the post (as :func:`gateway.webhooks.inbox.accept`), committed on return."""
         post = _Post(inbox.NewPost(tenant_id, webhook_id, topic, fmt, body, received_at))
-        deadline = time.monotonic() + self.wait_seconds
         with self._cond:
-            self._forget_other_process()
+            self._ensure_writer()
             self._queue.append(post)
-            while not post.done:
-                if self._committing:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise CommitUnavailable("the inbox commit did not finish in time")
-                    self._cond.wait(left)
-                    continue
-                self._lead()
+            self._cond.notify()
+        if not post.done.wait(self.wait_seconds):
+            raise CommitUnavailable("the inbox commit did not finish in time")
         if post.error is not None:
             raise post.error
         assert post.result is not None
         return post.result
 
-    def _forget_other_process(self) -> None:
-        """After a fork (the caller holds ``_cond``): posts queued and a connection opened in
-        the parent are not this process's (the connection is dropped, not closed: closing a
-        SQLite file inherited from the parent would release the parent's locks on it)."""
-        if self._pid != os.getpid():
-            self._pid, self._queue, self._conn, self._committing = os.getpid(), [], None, False
+    def _ensure_writer(self) -> None:
+        """Start this process's writer thread (the caller holds ``_cond``)."""
+        if self._pid == os.getpid():
+            return
+        # Posts queued and a connection opened before a fork are not this process's (the
+        # connection is dropped, not closed: closing a SQLite file inherited from the parent
+        # would release the parent's locks on it).
+        self._pid, self._queue, self._conn = os.getpid(), [], None
+        threading.Thread(target=self._run, name="webhook-commit", daemon=True).start()
 
-    def _lead(self) -> None:
-        """Commit the queued posts (the caller holds ``_cond``, released meanwhile), then wake
-        every waiting thread: each finds its post done, or leads the next batch."""
-        self._committing = True
-        batch = self._queue[:self.max_batch]
-        del self._queue[:self.max_batch]
-        self._cond.release()
-        try:
-            self._commit(batch)
-        except BaseException as exc:  # never leave a request waiting for nothing
-            log.exception("the webhook commit failed")
-            for queued in batch:
-                if not queued.done:
-                    queued.error, queued.done = exc, True
-        finally:
-            self._cond.acquire()
-            self._committing = False
-            self._cond.notify_all()
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                batch = self._queue[:self.max_batch]
+                del self._queue[:self.max_batch]
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # never leave a request waiting for nothing
+                log.exception("the webhook commit thread failed")
+                for post in batch:
+                    if not post.done.is_set():
+                        post.error = exc
+                        post.done.set()
 
     def _commit(self, batch: list[_Post]) -> None:
         started = time.perf_counter()
@@ -134,13 +122,16 @@ class GroupCommitter:
                     self._commit([post])
                 return
             log.warning("committing a webhook post failed: %s", type(exc).__name__)
-            batch[0].error, batch[0].done = exc, True
+            batch[0].error = exc
+            batch[0].done.set()
             return
         self.batches += 1
         self.posts += len(batch)
         self.seconds += time.perf_counter() - started
         for post, result in zip(batch, results):
-            post.result, post.done = result, True
+            post.result = result
+            post.done.set()
+
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
