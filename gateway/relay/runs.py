@@ -22,7 +22,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 
 from gateway.relay.scope import AllTenants, TenantScope
-from gateway.store.db import write_transaction
 from gateway.store.tables import sync_runs
 from gateway.store.types import utcnow
 
@@ -83,7 +82,7 @@ def record(engine: Engine, drain: Drain, finished_at: datetime | None = None) ->
     """Write the drain's rows (none for an idle drain); how many."""
     rows = drain.rows(finished_at or utcnow())
     if rows:
-        with write_transaction(engine) as conn:
+        with engine.begin() as conn:
             conn.execute(insert(sync_runs), rows)
     return len(rows)
 

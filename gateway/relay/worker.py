@@ -51,7 +51,6 @@ from gateway.relay.breaker import Breakers
 from gateway.relay.clients import ClientCache, ConnectionUnavailable, Destination
 from gateway.relay.sending import Outcome, send_batch
 from gateway.runtime import Runtime
-from gateway.store.db import write_transaction
 
 log = logging.getLogger("gateway.relay")
 
@@ -314,7 +313,7 @@ class Worker:
     def _mark_sent(self, batch: claim.Batch, ids: list[int]) -> None:
         for attempt in range(SETTLE_TRIES):
             try:
-                with write_transaction(self.runtime.engine) as conn:
+                with self.runtime.engine.begin() as conn:
                     claim.mark_sent(conn, batch, ids, self.now())
                 return
             except SQLAlchemyError:
@@ -371,7 +370,7 @@ class Worker:
         batch = job.batch
         now = self.now()
         owned = sent = failed = dead = 0
-        with write_transaction(self.runtime.engine) as conn:
+        with self.runtime.engine.begin() as conn:
             # Per-destination diff of the pulls (gateway.pulls.acknowledged): remember the
             # payload each service acknowledged, for rows still ours, before completing them.
             acknowledged.remember(conn, batch, outcome.done,

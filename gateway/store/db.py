@@ -176,8 +176,9 @@ def begin_immediate(conn: Connection) -> None:
     """``BEGIN IMMEDIATE`` on a SQLite connection whose busy timeout is 0, tried every
     :data:`LOCK_POLL_SECONDS` until the write lock is free (at most
     :data:`LOCK_WAIT_SECONDS`). SQLite's own busy handler sleeps up to 100 ms between tries,
-    and so misses the short gaps a busy writer (the webhook drainer, the accept path's
-    commits) leaves between its transactions: a writer could wait for seconds."""
+    and so misses the short gaps a busy writer (the webhook drainer) leaves between its
+    transactions. Used by the accept path's group commit, on a connection of its own; other
+    writers keep the busy handler (polling from every writer starved some of them)."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         try:
@@ -196,18 +197,13 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that holds the write lock from its first statement, committed at the end
     of the block (rolled back on an error).
 
-    On SQLite it starts with ``BEGIN IMMEDIATE`` (:func:`begin_immediate`, the busy timeout
-    off while it polls for the lock, back on for the transaction's statements): a deferred
-    transaction that reads and then writes can find another writer got there first and fail
-    with "database is locked" instead of waiting; an immediate one waits for the lock before
-    it reads. On PostgreSQL it is a plain transaction (row locks do the work there).
+    On SQLite it starts with ``BEGIN IMMEDIATE``: a deferred transaction that reads and then
+    writes can find another writer got there first and fail with "database is locked" instead
+    of waiting; an immediate one waits for the lock (the busy timeout) before it reads. On
+    PostgreSQL it is a plain transaction (row locks do the work there).
     """
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA busy_timeout = 0")
-            try:
-                begin_immediate(conn)
-            finally:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(LOCK_WAIT_SECONDS * 1000)}")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield conn
         conn.commit()

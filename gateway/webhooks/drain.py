@@ -51,10 +51,11 @@ SQLITE_SLICE_SECONDS = 0.02
 #: steps; 0 leaves it), so that under a burst the accept path gets the CPU first and the
 #: inbox is ingested with what is left (see :func:`run_forever`).
 NICE = 10
-#: On SQLite, the pause between two drain transactions: the accept path's writers, waiting
-#: for the one write lock (see :mod:`gateway.webhooks.commit`), take it in that gap. While
-#: posts keep arriving the pause is as long as the transaction was (the lock is the accept
-#: path's half the time).
+#: On SQLite, the shortest pause between two drain transactions: the accept path's writers,
+#: waiting for the one write lock (see :mod:`gateway.webhooks.commit`), take it in that gap.
+#: While posts keep arriving the pause is as long as the transaction was (the lock is the
+#: accept path's half the time); otherwise a quarter of it, long enough for a writer asleep in
+#: SQLite's busy handler (up to 100 ms between tries; the relay worker) to find it free.
 SQLITE_PAUSE_SECONDS = 0.003
 
 
@@ -211,9 +212,9 @@ def drain_inbox(runtime: Runtime, limit: int = 100, *, batch: int = BATCH,
                 pace: _Pace | None = None) -> DrainReport:
     """Ingest up to about ``limit`` pending posts (of every tenant), at most ``batch`` a
     transaction; what became of them. On SQLite, between two transactions the write lock is
-    left to the accept path: while posts keep arriving, for as long as the transaction took
-    (and transactions are kept to :data:`SQLITE_SLICE_SECONDS`), else for
-    :data:`SQLITE_PAUSE_SECONDS`."""
+    left to other writers: while posts keep arriving, for as long as the transaction took
+    (and transactions are kept to :data:`SQLITE_SLICE_SECONDS`), else for a quarter of that
+    (at least :data:`SQLITE_PAUSE_SECONDS`)."""
     report = DrainReport()
     with runtime.engine.connect() as conn:  # a read first: an idle poll takes no write lock
         if not inbox.has_pending(conn):
@@ -233,7 +234,8 @@ def drain_inbox(runtime: Runtime, limit: int = 100, *, batch: int = BATCH,
             with runtime.engine.connect() as conn:
                 latest = inbox.newest_id(conn)
             arriving, newest = latest != newest, latest
-            time.sleep(time.monotonic() - started if arriving else SQLITE_PAUSE_SECONDS)
+            took = time.monotonic() - started
+            time.sleep(took if arriving else max(SQLITE_PAUSE_SECONDS, took / 4))
     return report
 
 
