@@ -137,15 +137,21 @@ def _lua_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid Lua string literal here
 
 
+def _order_body(tag: str, i: int) -> str:
+    """A new canonical order (its own id and customer), one line with a product id (Replenit
+    refuses an order line without one)."""
+    return (f'{{"id":"O-{tag}-{i}","placed_at":"2026-10-01T12:00:00Z","total":"59.97",'
+            f'"currency":"USD","customer_email":"c-{tag}-{i}@example.com","lines":'
+            f'[{{"product_id":"P-1","sku":"SKU-1","quantity":3,"unit_price":"19.99"}}]}}')
+
+
 def _signed_requests(path: str, secret: str, count: int, tag: str) -> str:
     """A Lua file returning ``count`` raw HTTP requests, each a new order, signed."""
     from gateway.webhooks.signatures import sign
     stamp = int(time.time())
     lines = ["return {"]
     for i in range(count):
-        body = (f'{{"id":"O-{tag}-{i}","placed_at":"2026-10-01T12:00:00Z","total":"59.97",'
-                f'"currency":"USD","customer_email":"c-{tag}-{i}@example.com","lines":'
-                f'[{{"product_id":"P-1","sku":"SKU-1","quantity":3,"unit_price":"19.99"}}]}}').encode()
+        body = _order_body(tag, i).encode()
         webhook_id = f"msg_{tag}_{i}"
         request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -232,12 +238,11 @@ DRAINER = ("import threading; from gateway.runtime import Runtime; "
 
 
 def _order_post(tenant_id: str, tag: str, i: int) -> Any:
+    """An accepted post of :func:`_order_body`, as the inbox stores it."""
     from gateway.store.types import utcnow
     from gateway.webhooks.inbox import NewPost
-    body = (f'{{"id":"O-{tag}-{i}","placed_at":"2026-10-01T12:00:00Z","total":"59.97",'
-            f'"currency":"USD","customer_email":"c-{tag}-{i}@example.com","lines":'
-            f'[{{"product_id":"P-1","sku":"SKU-1","quantity":3,"unit_price":"19.99"}}]}}')
-    return NewPost(tenant_id, f"msg_{tag}_{i}", "orders", "canonical", body, utcnow())
+    return NewPost(tenant_id, f"msg_{tag}_{i}", "orders", "canonical", _order_body(tag, i),
+                   utcnow())
 
 
 def _top_up(runtime: Any, tenant_id: str, backlog: int) -> int:
@@ -287,14 +292,14 @@ def _replenit_window(env: dict[str, str], tenant_id: str, minutes: float) -> dic
     runtime = Runtime.open(Settings.from_env(env))
     window = 60.0 * minutes
     allowed = min(REPLENIT_PER_MINUTE * minutes, REPLENIT_PER_HOUR * math.ceil(minutes / 60))
-    batches: list[tuple[str, int, str]] = []
+    batches: list[tuple[str, int]] = []  # (operation, rows) of each settled batch, in order
     try:
         added = _top_up(runtime, tenant_id, int(allowed * REPLENIT_BATCH * 1.3))
         with runtime.engine.begin() as conn:
             save_connection(conn, runtime.vault, tenant_id, "replenit", sandbox.url,
                             {"api_key": key}, {"tenant_id": REPLENIT_TENANT})
-        worker = Worker(runtime, threads=1, observer=lambda batch, outcome: batches.append(
-            (batch.operation, len(batch.rows), type(outcome).__name__)))
+        worker = Worker(runtime, threads=1, observer=lambda batch, _: batches.append(
+            (batch.operation, len(batch.rows))))
         stop = threading.Event()
         thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
         thread.start()
@@ -316,11 +321,11 @@ def _replenit_window(env: dict[str, str], tenant_id: str, minutes: float) -> dic
     # One worker thread, one destination: batches go one after another, so the first `sent`
     # settled batches are the window's requests.
     in_window = batches[:sent]
-    fill = sum(n / BATCH_MAX[op.split(".")[0]] for op, n, _ in in_window)
-    orders = sum(n for op, n, _ in in_window if op == "orders.upsert")
+    fill = sum(n / BATCH_MAX[op.split(".")[0]] for op, n in in_window)
+    orders = sum(n for op, n in in_window if op == "orders.upsert")
     return {"minutes": minutes, "allowed": allowed, "sent": sent, "fill": fill,
             "orders": orders, "added": added, "status": stats["requests"],
-            "operations": sorted({op for op, _, _ in in_window})}
+            "operations": sorted({op for op, _ in in_window})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,8 +343,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="after the load, how long to watch the drainer alone")
     parser.add_argument("--replenit-minutes", type=float, default=2.0,
                         help="then, the window in which orders reach a Replenit sandbox "
-                             "enforcing its limits (0: skip)")
+                             "enforcing its limits (at least 1; 0: skip)")
     args = parser.parse_args(argv)
+    if 0 < args.replenit_minutes < 1:
+        parser.error("--replenit-minutes: at least 1 (the limit is a minute's; a shorter "
+                     "window has no allowance to compare with), or 0 to skip")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not on the PATH")
     results: list[Figures] = []

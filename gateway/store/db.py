@@ -88,7 +88,8 @@ def make_engine(url: str) -> Engine:
         path = sqlite_file(url)
         if path is not None:
             create_private_file(path)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": LOCK_WAIT_SECONDS,
+                                                  "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001

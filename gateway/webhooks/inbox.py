@@ -213,15 +213,6 @@ def next_pending_batch(conn: Connection, limit: int) -> tuple[str, list[InboxEnt
     return tenant_id, [_entry(row) for row in conn.execute(query)]
 
 
-def mark_done(conn: Connection, tenant_id: str, entry_id: int, result: Any, *,
-              now: datetime | None = None) -> None:
-    """Ingested: the body is cleared, what was stored kept."""
-    conn.execute(webhook_inbox.update().where(
-        webhook_inbox.c.tenant_id == tenant_id, webhook_inbox.c.id == entry_id).values(
-        state="done", body="", result=result, reason=None, finished_at=now or utcnow(),
-        attempts=webhook_inbox.c.attempts + 1))
-
-
 _DONE_MANY = webhook_inbox.update().where(
     webhook_inbox.c.tenant_id == bindparam("tenant"),
     webhook_inbox.c.id == bindparam("entry")).values(
@@ -232,12 +223,18 @@ _DONE_MANY = webhook_inbox.update().where(
 
 def mark_done_many(conn: Connection, tenant_id: str, done: Sequence[tuple[int, Any]], *,
                    now: datetime | None = None) -> None:
-    """:func:`mark_done` for several of the tenant's entries ``(entry_id, result)``, in one
-    executemany."""
+    """Ingested, for several of the tenant's entries ``(entry_id, result)`` in one
+    executemany: each body is cleared, what was stored kept."""
     if done:
         finished = now or utcnow()
         conn.execute(_DONE_MANY, [{"tenant": tenant_id, "entry": entry_id, "stored": result,
                                    "finished": finished} for entry_id, result in done])
+
+
+def mark_done(conn: Connection, tenant_id: str, entry_id: int, result: Any, *,
+              now: datetime | None = None) -> None:
+    """Ingested: the body is cleared, what was stored kept."""
+    mark_done_many(conn, tenant_id, [(entry_id, result)], now=now)
 
 
 def mark_failed(conn: Connection, tenant_id: str, entry_id: int, reason: str, *,
