@@ -58,7 +58,14 @@ from gateway.relay import plan_deliveries
 from gateway.scoring import record_winback
 from gateway.scoring.customer import rescore_customers
 from gateway.store import erasure, records
-from gateway.store.events import append_events, lock_tenant_events
+from gateway.store.events import (
+    append_events,
+    deferred_events,
+    drop_deferred_events,
+    lock_tenant_events,
+    write_deferred_events,
+)
+from gateway.store.lookahead import lookahead
 from gateway.store.tables import cart_conversions, customers
 from gateway.store.tenants import get_settings
 from gateway.store.types import utcnow
@@ -349,7 +356,7 @@ class _Run:
         (an import) is news as a new customer, not as a consent change."""
         if written.outcome not in (records.CREATED, records.UPDATED):
             return
-        stored = records.get_customer(self.conn, self.tenant_id, written.id)
+        stored = written.stored or records.get_customer(self.conn, self.tenant_id, written.id)
         if written.outcome == records.CREATED:
             self.plan("customer.created", written.id, triggers.new_customer_item(stored))
             flags = [c for c in _CONSENT_FLAGS if consent_change
@@ -442,14 +449,17 @@ class _Run:
                                        now=self.now, placed_at_known=order.placed_at != self.now)
         self.record("order", order.id, written.outcome, written.customer_id)
         if written.customer_created:
-            stored = records.get_customer(self.conn, self.tenant_id, written.customer_id)
+            stored = written.customer or records.get_customer(self.conn, self.tenant_id,
+                                                               written.customer_id)
             self.plan("customer.created", written.customer_id,
                       triggers.new_customer_item(stored))
         if written.outcome == records.UNCHANGED:
             return
-        email = self.conn.execute(select(customers.c.email).where(
-            customers.c.tenant_id == self.tenant_id,
-            customers.c.id == written.customer_id)).scalar()
+        email = written.customer_email
+        if email is records.UNKNOWN:
+            email = self.conn.execute(select(customers.c.email).where(
+                customers.c.tenant_id == self.tenant_id,
+                customers.c.id == written.customer_id)).scalar()
         item = triggers.order_item(order, customer_id=written.customer_id, email=email)
         if written.outcome == records.CREATED and not order.cancelled:
             self.plan("order.placed", order.id, item)
@@ -488,6 +498,7 @@ class _Run:
 
     def erasure(self, who: Customer) -> None:
         self.flush()  # events planned about this customer are written before they are scrubbed
+        write_deferred_events(self.conn)
         done = erasure.erase_customer(self.conn, self.tenant_id, email=who.email,
                                       customer_id=who.id, external_ids=who.external_ids,
                                       now=self.now)
@@ -552,7 +563,12 @@ def ingest(conn: Connection, tenant_id: str, topic: str, fmt: str, payload: Any,
     run = _Run(conn, tenant_id, now, source if source is not None else
                (fmt if fmt != CANONICAL else None))
     lock_tenant_events(conn, tenant_id)
-    _store(run, topic, parsed, many=isinstance(payload, list))
+    if len(parsed) > 1:  # an array: its records' lookups answered ahead, in a few queries
+        with _lookahead(conn, tenant_id, [_Parsed(Submission(topic, fmt, payload), now,
+                                                  parsed)]):
+            _store(run, topic, parsed, many=True)
+    else:
+        _store(run, topic, parsed, many=isinstance(payload, list))
     plan_deliveries(conn, tenant_id, run.result.emitted, erased=run.erasures)
     return run.result
 
@@ -571,6 +587,10 @@ def _store(run: _Run, topic: str, parsed: list[Any], *, many: bool) -> None:
     run.rescore()
 
 
+#: The topics whose records may erase a customer (a customer record can say it was erased).
+_MAY_ERASE = frozenset({"erasures", "customers"})
+
+
 @dataclass(frozen=True)
 class Submission:
     """One payload of :func:`ingest_batch`, as :func:`ingest` takes it."""
@@ -585,39 +605,124 @@ def ingest_batch(conn: Connection, tenant_id: str, submissions: list[Submission]
                  until: float | None = None
                  ) -> list[IngestResult | PayloadInvalid | UnsupportedFormat]:
     """:func:`ingest` of each submission in turn, in the caller's transaction, with what they
-    share done once: the tenant's settings read and event lock, and one delivery plan for all
-    their events (an array of N records costs about a quarter of N single ingests; this gives
-    N separate posts the same). Each submission is stored in a savepoint of its own at its own
-    ``now``: one that is refused (its parse, or a record that contradicts what is stored)
-    stores nothing and its refusal is returned in its place, the others are stored. Any other
-    error propagates (the caller's transaction must then roll back). ``until`` (a
-    ``time.monotonic()`` moment): no submission is started after it, and the outcomes are
-    those of the submissions taken, in order (at least the first)."""
+    share done once: the tenant's settings read and event lock, the lookups of their records
+    (:mod:`gateway.store.lookahead`), one write of all their events
+    (:func:`gateway.store.events.deferred_events`) and one delivery plan for them (an array of
+    N records costs about a quarter of N single ingests; this gives N separate posts the
+    same). Each submission is stored at its own ``now``; one that is refused (its parse, or a
+    record that contradicts what is stored) stores nothing and its refusal is returned in its
+    place, the others are stored. Their writes share one savepoint: should a submission be
+    refused while storing, the batch is rolled back to it and stored again, each submission
+    in a savepoint of its own. Any other error propagates (the caller's transaction must then
+    roll back). ``until`` (a ``time.monotonic()`` moment): no submission is stored after it,
+    and the outcomes are those of the submissions taken, in order (at least the first)."""
     if not submissions:
         return []
     settings = get_settings(conn, tenant_id)
     lock_tenant_events(conn, tenant_id)
-    outcomes: list[IngestResult | PayloadInvalid | UnsupportedFormat] = []
-    emitted: list[Event] = []
-    erasures: dict[str, erasure.ErasureResult] = {}
-    for sub in submissions:
-        if outcomes and until is not None and time.monotonic() >= until:
-            break
-        now = utc(sub.now) or utcnow()
-        run = _Run(conn, tenant_id, now, sub.fmt if sub.fmt != CANONICAL else None, settings)
+    parsed = [_parsed(sub, settings) for sub in submissions]
+    batch = _Batch(conn, tenant_id, settings)
+    with deferred_events(conn) as held, _lookahead(conn, tenant_id, parsed):
         try:
-            parsed = parse(sub.topic, sub.fmt, sub.payload, currency=settings.base_currency,
-                           now=now)
             with conn.begin_nested():
-                _store(run, sub.topic, parsed, many=isinstance(sub.payload, list))
-        except (PayloadInvalid, UnsupportedFormat) as exc:
-            outcomes.append(exc)
+                batch.store(parsed, until=until, held=None)
+        except _RefusedInBatch:
+            drop_deferred_events(conn, 0)
+            batch = _Batch(conn, tenant_id, settings)
+            batch.store(parsed, until=until, held=held)
+    plan_deliveries(conn, tenant_id, batch.emitted, erased=batch.erasures)
+    return batch.outcomes
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A submission with its moment and its records (or its refusal)."""
+
+    submission: Submission
+    now: datetime
+    records: list[Any] | PayloadInvalid | UnsupportedFormat
+
+
+def _parsed(sub: Submission, settings: TenantSettings) -> _Parsed:
+    now = utc(sub.now) or utcnow()
+    try:
+        found: Any = parse(sub.topic, sub.fmt, sub.payload, currency=settings.base_currency,
+                           now=now)
+    except (PayloadInvalid, UnsupportedFormat) as exc:
+        found = exc
+    return _Parsed(sub, now, found)
+
+
+def _lookahead(conn: Connection, tenant_id: str, parsed: list[_Parsed]) -> Any:
+    """:func:`gateway.store.lookahead.lookahead` for the records of ``parsed``."""
+    emails: list[str | None] = []
+    order_ids: list[str | None] = []
+    erases = False
+    for item in parsed:
+        if isinstance(item.records, Exception):
             continue
-        outcomes.append(run.result)
-        emitted.extend(run.result.emitted)
-        erasures.update(run.erasures)
-    plan_deliveries(conn, tenant_id, emitted, erased=erasures)
-    return outcomes
+        erases = erases or item.submission.topic == "erasures"
+        for record in item.records:
+            if isinstance(record, Order):
+                emails.append(erasure.normal_email(record.customer_email))
+                order_ids.append(record.id)
+            elif isinstance(record, (Customer, Cart)):
+                emails.append(erasure.normal_email(record.email))
+                erases = erases or getattr(record, "redacted_at", None) is not None
+    hashes = None if erases else [
+        digest for email in set(emails) if email
+        for digest in erasure.tombstone_hashes(tenant_id, email, None)]
+    return lookahead(conn, tenant_id, emails=emails, order_ids=order_ids,
+                     tombstone_hashes=hashes)
+
+
+class _RefusedInBatch(Exception):
+    """A submission was refused while storing, in a batch without a savepoint of its own."""
+
+
+class _Batch:
+    """What :func:`ingest_batch` gathers from its submissions."""
+
+    def __init__(self, conn: Connection, tenant_id: str, settings: TenantSettings) -> None:
+        self.conn, self.tenant_id, self.settings = conn, tenant_id, settings
+        self.outcomes: list[IngestResult | PayloadInvalid | UnsupportedFormat] = []
+        self.emitted: list[Event] = []
+        self.erasures: dict[str, erasure.ErasureResult] = {}
+
+    def store(self, parsed: list[_Parsed], *, until: float | None,
+              held: Callable[[], int] | None) -> None:
+        """Store each submission in turn; ``held`` (the count of deferred events): each in a
+        savepoint of its own, else a refusal while storing raises :class:`_RefusedInBatch`."""
+        conn = self.conn
+        for item in parsed:
+            if self.outcomes and until is not None and time.monotonic() >= until:
+                break
+            if isinstance(item.records, Exception):
+                self.outcomes.append(item.records)
+                continue
+            sub = item.submission
+            run = _Run(conn, self.tenant_id, item.now,
+                       sub.fmt if sub.fmt != CANONICAL else None, self.settings)
+            many = isinstance(sub.payload, list)
+            if held is None:
+                try:
+                    _store(run, sub.topic, item.records, many=many)
+                except PayloadInvalid:
+                    raise _RefusedInBatch() from None
+            else:
+                if sub.topic in _MAY_ERASE:  # an erasure writes what is held, in its savepoint
+                    write_deferred_events(conn)
+                kept = held()
+                try:
+                    with conn.begin_nested():
+                        _store(run, sub.topic, item.records, many=many)
+                except PayloadInvalid as exc:
+                    drop_deferred_events(conn, kept)  # its savepoint was rolled back
+                    self.outcomes.append(exc)
+                    continue
+            self.outcomes.append(run.result)
+            self.emitted.extend(run.result.emitted)
+            self.erasures.update(run.erasures)
 
 
 def update_customer(conn: Connection, tenant_id: str, payload: Any, *, fmt: str = "rekindle",

@@ -45,8 +45,8 @@ def stored(engine, tenant_id: str) -> tuple[list, list]:
                   for e in found if e.subject_id and e.subject_id.startswith("cus")}
     events = [(e.type, people[e.subject_id].email if e.subject_id in people else e.subject_id,
                e.occurred_at, e.source) for e in found]
-    customers = sorted((c.email, c.first_name, c.status, c.engagement_score, c.order_count,
-                        c.lifetime_value, c.consent) for c in people.values())
+    customers = sorted(((c.email, c.first_name, c.status, c.engagement_score, c.order_count,
+                         c.lifetime_value, c.consent) for c in people.values()), key=repr)
     return events, customers
 
 
@@ -101,3 +101,94 @@ def test_an_empty_batch_does_nothing(engine, make_tenant):
     tenant = make_tenant()
     with engine.begin() as conn:
         assert ingest.ingest_batch(conn, tenant.id, []) == []
+
+
+def erasing_submissions() -> list[Submission]:
+    """Orders around an erasure of their customer, and a refusal after it (the batch is then
+    stored again, each submission on its own)."""
+    payloads = [
+        ("orders", order("O-1", "ann@example.com", day=1)),
+        ("customers", {"email": "bob@example.com", "first_name": "Bob"}),
+        ("erasures", {"email": "ann@example.com"}),
+        ("orders", order("O-2", "ann@example.com", day=2)),  # of an erased customer: skipped
+        ("orders", order("O-3", "bob@example.com", day=3)),
+        ("customers", {"email": "bob@example.com", "first_name": "Robert"}),
+    ]
+    return [Submission(topic, "canonical", payload, T0 + timedelta(minutes=i))
+            for i, (topic, payload) in enumerate(payloads)]
+
+
+def test_an_erasure_in_a_batch_scrubs_the_events_held_back_before_it(engine, make_tenant):
+    one_by_one, batched, refused = make_tenant(), make_tenant(), make_tenant()
+    for sub in erasing_submissions():
+        with engine.begin() as conn:
+            ingest.ingest(conn, one_by_one.id, sub.topic, sub.fmt, sub.payload, now=sub.now)
+    with engine.begin() as conn:
+        outcomes = ingest.ingest_batch(conn, batched.id, erasing_submissions())
+    assert [[r.outcome for r in o.records] for o in outcomes] == [
+        ["created"], ["created"], ["erased"], ["skipped_erased"], ["created"], ["updated"]]
+    assert stored(engine, batched.id) == stored(engine, one_by_one.id)
+    # The same batch with a refusal in the middle: rolled back and stored again one by one.
+    with engine.begin() as conn:
+        bob = records.find_customer(conn, batched.id, email="bob@example.com").id
+        ingest.ingest(conn, refused.id, "customers", "canonical",
+                      {"email": "zed@example.com"}, now=T0)
+        zed = records.find_customer(conn, refused.id, email="zed@example.com").id
+    clash = Submission("customers", "canonical", {"id": zed, "email": "bob@example.com"},
+                       T0 + timedelta(minutes=4, seconds=30))  # bob's email, by then
+    subs = erasing_submissions()
+    with engine.begin() as conn:
+        outcomes = ingest.ingest_batch(conn, refused.id, subs[:5] + [clash] + subs[5:])
+    assert [type(o) for o in outcomes] == [IngestResult] * 5 + [PayloadInvalid, IngestResult]
+    events, customers = stored(engine, refused.id)
+    expected_events, expected_customers = stored(engine, one_by_one.id)
+    assert events[1:] == expected_events  # after zed's customer.created
+    assert [c for c in customers if c[0] != "zed@example.com"] == expected_customers
+    with engine.connect() as conn:
+        for tenant_id in (batched.id, refused.id):
+            texts = [str(e.item) for _, e in list_events(conn, tenant_id, limit=100)]
+            assert texts and not any("ann@example.com" in t for t in texts)
+    assert bob
+
+
+def test_lookups_answered_ahead_find_what_the_batch_itself_wrote(engine, make_tenant):
+    """Keys that one record of a batch writes and a later one looks up (an email moved to a
+    customer, then ordered with; an order sent twice), a tombstoned email and keys seen once:
+    stored as ingesting each in turn stores them."""
+    one_by_one, batched = make_tenant(), make_tenant()
+    ids = {}
+    for tenant in (one_by_one, batched):
+        with engine.begin() as conn:
+            ingest.ingest(conn, tenant.id, "customers", "canonical",
+                          [{"email": "old@example.com"}, {"email": "gone@example.com"}], now=T0)
+            ingest.ingest(conn, tenant.id, "erasures", "canonical",
+                          {"email": "gone@example.com"}, now=T0)
+            ids[tenant.id] = records.find_customer(conn, tenant.id, email="old@example.com").id
+    payloads = lambda tenant_id: [  # noqa: E731
+        ("orders", order("O-1", "new1@example.com")),
+        ("orders", order("O-2", "gone@example.com")),
+        ("customers", {"id": ids[tenant_id], "email": "moved@example.com"}),
+        ("orders", order("O-3", "moved@example.com")),
+        ("orders", order("O-4", "new2@example.com", "10.00")),
+        ("orders", order("O-4", "new2@example.com", "12.00")),
+    ]
+    for tenant in (one_by_one, batched):
+        subs = [Submission(topic, "canonical", payload, T0 + timedelta(minutes=i))
+                for i, (topic, payload) in enumerate(payloads(tenant.id))]
+        if tenant is one_by_one:
+            for sub in subs:
+                with engine.begin() as conn:
+                    ingest.ingest(conn, tenant.id, sub.topic, sub.fmt, sub.payload,
+                                  now=sub.now)
+            continue
+        with engine.begin() as conn:
+            outcomes = ingest.ingest_batch(conn, tenant.id, subs)
+        assert [[r.outcome for r in o.records] for o in outcomes] == [
+            ["created"], ["skipped_erased"], ["updated"], ["created"], ["created"],
+            ["updated"]]
+    assert stored(engine, batched.id) == stored(engine, one_by_one.id)
+    with engine.connect() as conn:
+        moved = records.get_order(conn, batched.id, "O-3")
+        assert moved.customer_id == ids[batched.id]
+        assert records.get_order(conn, batched.id, "O-4").total.minor == 1200
+        assert records.count_rows(conn, batched.id) == records.count_rows(conn, one_by_one.id)

@@ -91,9 +91,15 @@ def rescore_customers(conn: Connection, tenant_id: str, customer_ids: Iterable[s
             for event_id, (type_, customer_id, item) in zip(event_ids, planned)]
 
 
-#: The customer's row, locked for the rest of the transaction on PostgreSQL (see
-#: :func:`_lock`; the tenant's event lock is taken first).
-_LOCKED_ROW = select(customers).where(
+#: The columns a re-score reads of the customer and may write (a customer row is wide, and
+#: reading all of it costs more on PostgreSQL than the rest of the re-score's reads).
+_SCORED = ("id", "redacted_at", "order_count", "ltv_minor", "ltv_currency", "first_order_at",
+           "last_order_at", "typical_gap_days", "gateway_status", "gateway_score", "status",
+           "engagement_score", "status_changed_at", "returned_at")
+
+#: Those columns of the customer's row, locked for the rest of the transaction on PostgreSQL
+#: (see :func:`_lock`; the tenant's event lock is taken first).
+_LOCKED_ROW = select(*(customers.c[name] for name in _SCORED)).where(
     customers.c.tenant_id == bindparam("tenant"),
     customers.c.id == bindparam("customer")).with_for_update()
 

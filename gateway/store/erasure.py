@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import Connection, bindparam, delete, or_, select, update
 
 from gateway.model import Event, normalise_email, utc
+from gateway.store import lookahead
 from gateway.store.events import append_event, lock_tenant_events
 from gateway.store.tables import (
     acknowledged_payloads,
@@ -89,8 +90,9 @@ def external_hash(tenant_id: str, service: str, external_id: str) -> str:
     return _hash(tenant_id, "external", service, str(external_id))
 
 
-def _tombstone_hashes(tenant_id: str, email: str | None,
-                      external_ids: Mapping[str, str] | None) -> list[tuple[str, str]]:
+def tombstone_hashes(tenant_id: str, email: str | None,
+                     external_ids: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """The ``(kind, hash)`` tombstones an email (normalised) and external ids would have."""
     hashes = []
     if email:
         hashes.append(("email", email_hash(tenant_id, email)))
@@ -105,7 +107,7 @@ def add_tombstones(conn: Connection, tenant_id: str, *, email: str | None = None
                    now: datetime | None = None) -> int:
     """Tombstone an email and external ids (e.g. for an erasure request about a customer the
     gateway never held). Returns how many of them were new."""
-    hashes = _tombstone_hashes(tenant_id, email, external_ids)
+    hashes = tombstone_hashes(tenant_id, email, external_ids)
     if not hashes:
         return 0
     when = utc(now) or utcnow()
@@ -120,8 +122,8 @@ def is_erased(conn: Connection, tenant_id: str, *, email: str | None = None,
               external_ids: Mapping[str, str] | None = None) -> bool:
     """Whether the email or any of the external ids (service -> id) belongs to a customer this
     tenant erased. A malformed email is not anyone's (False for it)."""
-    hashes = _tombstone_hashes(tenant_id, _normal_email(email), external_ids)
-    if not hashes:
+    hashes = tombstone_hashes(tenant_id, normal_email(email), external_ids)
+    if not hashes or lookahead.tombstones_clear(conn, tenant_id, hashes):
         return False
     found = conn.execute(_TOMBSTONES_OF, {"tenant": tenant_id,
                                           "kinds": sorted({kind for kind, _ in hashes}),
@@ -136,7 +138,8 @@ _TOMBSTONES_OF = select(tombstones.c.kind, tombstones.c.hash).where(
     tombstones.c.hash.in_(bindparam("hashes", expanding=True)))
 
 
-def _normal_email(email: str | None) -> str | None:
+def normal_email(email: str | None) -> str | None:
+    """The email normalised, ``None`` for a malformed one (it is nobody's)."""
     try:
         return normalise_email(email)
     except ValueError:
@@ -149,7 +152,7 @@ def _find(conn: Connection, tenant_id: str, *, email: str | None, customer_id: s
     if customer_id:
         return conn.execute(select(customers).where(*where, customers.c.id == customer_id)
                             .with_for_update()).first()
-    normal = _normal_email(email)
+    normal = normal_email(email)
     if normal:
         row = conn.execute(select(customers).where(*where, customers.c.email == normal)
                            .with_for_update()).first()
@@ -187,7 +190,7 @@ def erase_customer(conn: Connection, tenant_id: str, *, email: str | None = None
                                     customer_external_ids.c.external_id).where(
         customer_external_ids.c.tenant_id == tenant_id,
         customer_external_ids.c.customer_id == row.id)).all())
-    emails = {e for e in (row.email, _normal_email(email)) if e}
+    emails = {e for e in (row.email, normal_email(email)) if e}
     for address in emails:
         add_tombstones(conn, tenant_id, email=address, now=when)
     add_tombstones(conn, tenant_id, external_ids={**(external_ids or {}), **held}, now=when)
@@ -207,7 +210,7 @@ def erase_customer(conn: Connection, tenant_id: str, *, email: str | None = None
     scrubbed = _scrub_events(conn, tenant_id, row.id)
     answers = _scrub_answers(conn, tenant_id, row.id, personal)
     _scrub_dead_posts(conn, tenant_id, personal, when)
-    count = len(_tombstone_hashes(tenant_id, None, {**(external_ids or {}), **held})) + len(
+    count = len(tombstone_hashes(tenant_id, None, {**(external_ids or {}), **held})) + len(
         emails)
     if row.redacted_at is not None:
         return ErasureResult(customer_id=row.id, event_id="", events_scrubbed=scrubbed,

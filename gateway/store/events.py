@@ -23,8 +23,9 @@ as a high-water mark and walks ``next_before`` pages down to it sees every event
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, bindparam, func, select, text
 
@@ -123,6 +124,9 @@ def append_events(conn: Connection, tenant_id: str,
     PostgreSQL takes the rows by ``COPY``; SQLite by the driver's ``executemany``, with the
     values encoded by the columns' own SQLAlchemy types (so they read back through the table as
     any row does). :func:`append_event` writes through here too.
+
+    Inside :func:`deferred_events` the rows are kept instead, and written (seqs allocated in
+    the order they were appended) when it ends or at :func:`write_deferred_events`.
     """
     # gateway.triggers imports the scoring package, which imports this module: import late.
     from gateway.triggers import TRIGGERS, triggers_for
@@ -134,8 +138,7 @@ def append_events(conn: Connection, tenant_id: str,
     if not planned:
         return []
     dialect = conn.dialect
-    postgres = dialect.name == "postgresql"
-    if postgres:  # COPY adapts an aware datetime itself, and jsonb reads the JSON text
+    if dialect.name == "postgresql":  # COPY adapts an aware datetime itself; jsonb reads JSON
         when, encode = events.c.occurred_at.type.process_bind_param(occurred_at, dialect), \
             json.dumps
     else:
@@ -143,19 +146,84 @@ def append_events(conn: Connection, tenant_id: str,
             occurred_at)
         encode = events.c.item.type.dialect_impl(dialect).bind_processor(dialect)
     lock_tenant_events(conn, tenant_id)
-    seqs = _allocate_seqs(conn, len(planned))
-    rows, memberships, ids = [], [], []
-    for seq, (type_, subject_id, item) in zip(seqs, planned):
+    rows: list[_PendingEvent] = []
+    ids = []
+    for type_, subject_id, item in planned:
         event_id = new_id("evt")
-        stored = encode(_stored_item(event_id, item))
-        rows.append((seq, event_id, tenant_id, type_, subject_id, stored, when, source,
-                     customer_of(type_, subject_id, item)))
-        for name in triggers_for(type_, item):
-            trigger = TRIGGERS[name]
-            if trigger.indexed:
-                memberships.append((tenant_id, name, seq, trigger.status_of(item)))
+        stored = _stored_item(event_id, item)
+        memberships = tuple((name, TRIGGERS[name].status_of(item))
+                            for name in triggers_for(type_, item) if TRIGGERS[name].indexed)
+        rows.append(((event_id, tenant_id, type_, subject_id, encode(stored), when, source,
+                      customer_of(type_, subject_id, item)), memberships))
         ids.append(event_id)
-    if postgres:
+    deferred = conn.info.get(_DEFERRED_KEY)
+    if deferred is not None and deferred.transaction is conn.get_transaction():
+        deferred.rows.extend(rows)
+    else:
+        _write_rows(conn, rows)
+    return ids
+
+
+#: One event row before its seq: the ``_BULK_COLUMNS`` after ``seq``, and its trigger
+#: memberships as ``(trigger, status)``.
+_PendingEvent = tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]]
+
+#: Where a connection keeps the events :func:`deferred_events` holds back.
+_DEFERRED_KEY = "gateway.deferred_events"
+
+
+class _Deferred:
+    def __init__(self, transaction: Any) -> None:
+        self.transaction = transaction
+        self.rows: list[_PendingEvent] = []
+
+
+@contextmanager
+def deferred_events(conn: Connection) -> Iterator[Callable[[], int]]:
+    """Hold back the events :func:`append_events` writes on ``conn`` until the block ends
+    (or :func:`write_deferred_events`), then write them all at once: one seq allocation and one
+    ``COPY`` / ``executemany`` for many small appends (the webhook drainer's batch of posts).
+    They keep their order, and the tenant's event lock is taken as ever at each append, so
+    the seqs ascend as they would have. Only for a block whose transaction reads no events it
+    wrote (erasure scrubs them: :func:`write_deferred_events` first).
+
+    The block gets a function returning how many events are held, and a held event is
+    dropped with :func:`drop_deferred_events` (from that count on) when the work that
+    appended it was rolled back to a savepoint. On an exception nothing is written (the
+    transaction must roll back)."""
+    transaction = conn.get_transaction()
+    if transaction is None or conn.info.get(_DEFERRED_KEY) is not None:
+        raise RuntimeError("deferred_events: a transaction, and not already deferring")
+    deferred = conn.info[_DEFERRED_KEY] = _Deferred(transaction)
+    try:
+        yield lambda: len(deferred.rows)
+        write_deferred_events(conn)
+    finally:
+        conn.info.pop(_DEFERRED_KEY, None)
+
+
+def drop_deferred_events(conn: Connection, keep: int) -> None:
+    """Forget the held events from the ``keep``-th on (see :func:`deferred_events`)."""
+    del conn.info[_DEFERRED_KEY].rows[keep:]
+
+
+def write_deferred_events(conn: Connection) -> None:
+    """Write the events :func:`deferred_events` holds now (nothing when it holds none)."""
+    deferred = conn.info.get(_DEFERRED_KEY)
+    if deferred is not None and deferred.rows:
+        rows, deferred.rows = deferred.rows, []
+        _write_rows(conn, rows)
+
+
+def _write_rows(conn: Connection, pending: list[_PendingEvent]) -> None:
+    """Allocate the seqs of ``pending`` (in order) and write the events and memberships."""
+    seqs = _allocate_seqs(conn, len(pending))
+    rows, memberships = [], []
+    for seq, (row, triggers) in zip(seqs, pending):
+        rows.append((seq, *row))
+        tenant_id = row[1]
+        memberships.extend((tenant_id, name, seq, status) for name, status in triggers)
+    if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()
         with cursor:
             with cursor.copy(f"COPY events ({', '.join(_BULK_COLUMNS)}) FROM STDIN") as copy:
@@ -174,7 +242,6 @@ def append_events(conn: Connection, tenant_id: str,
             conn.exec_driver_sql(
                 f"INSERT INTO event_triggers ({', '.join(_TRIGGER_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_TRIGGER_COLUMNS))})", memberships)
-    return ids
 
 
 def _iso(moment: datetime) -> str:

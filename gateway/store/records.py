@@ -31,6 +31,7 @@ from gateway.model import (
     normalise_email,
     utc,
 )
+from gateway.store import lookahead
 from gateway.store.tables import (
     customer_external_ids,
     customers,
@@ -199,11 +200,15 @@ class CustomerWrite(tuple):
     id: str
     outcome: str
     changed: frozenset[str]
+    #: The customer as stored, when the write knows it without reading it back (a created
+    #: one: the insert returns its row); ``None`` otherwise.
+    stored: Customer | None
 
-    def __new__(cls, customer_id: str, outcome: str,
-                changed: frozenset[str] = frozenset()) -> "CustomerWrite":
+    def __new__(cls, customer_id: str, outcome: str, changed: frozenset[str] = frozenset(),
+                stored: Customer | None = None) -> "CustomerWrite":
         self = super().__new__(cls, (customer_id, outcome == CREATED))
         self.id, self.outcome, self.changed = customer_id, outcome, frozenset(changed)
+        self.stored = stored
         return self
 
     @property
@@ -306,23 +311,36 @@ def upsert_customer(conn: Connection, tenant_id: str, customer: Customer,
                                                  customers.c.id == row.id)
                          .values(updated_at=now))
         return CustomerWrite(row.id, UPDATED if changed else UNCHANGED, frozenset(changed))
+    return _insert_customer(conn, tenant_id, customer, values, source=source, now=now)
+
+
+def _insert_customer(conn: Connection, tenant_id: str, customer: Customer,
+                     values: dict[str, Any], *, source: str | None,
+                     now: datetime) -> CustomerWrite:
+    """Insert a customer the tenant holds under none of its keys (the caller looked), with
+    its external ids; the write carries the stored customer. Should a concurrent writer
+    outside the tenant's event lock have inserted its email meanwhile, that row is merged
+    instead (``updated``)."""
     new = new_id("cus")
+    email = values.get("email")
     row_values = {"id": new, "tenant_id": tenant_id, "tags": [], "metadata": {},
                   "segments": [], "source": source, "created_at": now, "updated_at": now,
                   **values}
-    if email:  # a concurrent writer outside the tenant's event lock may have inserted it
+    if email:
         merge = [c for c in values if c != "email"] + ["updated_at"]
-        result = upsert(conn, customers, row_values, keys=["tenant_id", "email"], update=merge,
-                        returning=[customers.c.id])
-        customer_id = result.scalar_one()
+        row = upsert(conn, customers, row_values, keys=["tenant_id", "email"], update=merge,
+                     returning=list(customers.c)).one()
     else:
-        conn.execute(customers.insert().values(row_values))
-        customer_id = new
-    _set_external_ids(conn, tenant_id, customer_id, customer.external_ids,
-                      held={} if customer_id == new else None)
-    if customer_id == new:
-        return CustomerWrite(new, CREATED, frozenset(values) | {"external_ids"})
-    return CustomerWrite(customer_id, UPDATED, frozenset(values))
+        row = conn.execute(customers.insert().values(row_values)
+                           .returning(*customers.c)).one()
+    if row.id != new:
+        _set_external_ids(conn, tenant_id, row.id, customer.external_ids)
+        return CustomerWrite(row.id, UPDATED, frozenset(values))
+    wanted = {service: str(ext) for service, ext in customer.external_ids.items()
+              if ext and service}
+    _set_external_ids(conn, tenant_id, new, wanted, held={})
+    return CustomerWrite(new, CREATED, frozenset(values) | {"external_ids"},
+                         stored=customer_from_row(row, wanted))
 
 
 def list_customers(conn: Connection, tenant_id: str, *, limit: int = 100,
@@ -341,6 +359,13 @@ def list_customers(conn: Connection, tenant_id: str, *, limit: int = 100,
 # ---------------------------------------------------------------------------------------------
 
 
+_ORDER_BY_EXTERNAL_ID = select(orders).where(orders.c.tenant_id == bindparam("tenant"),
+                                             orders.c.external_id == bindparam("external_id"))
+
+#: An :class:`OrderWrite`'s ``customer_email`` when the write did not learn it.
+UNKNOWN = object()
+
+
 class OrderWrite(tuple):
     """``(order_id, created, customer_id)``, as :func:`upsert_order` always returned, with
     ``outcome``, ``changed`` (columns, and ``lines``), ``customer_created`` (the order named a
@@ -353,14 +378,22 @@ class OrderWrite(tuple):
     changed: frozenset[str]
     customer_created: bool
     was_cancelled: bool | None
+    #: What the write learnt of the order's customer without reading it back: ``customer``,
+    #: the one created for this order as stored (else ``None``); ``customer_email``, its
+    #: email when created or found by it (else :data:`UNKNOWN`).
+    customer: Customer | None
+    customer_email: str | None | object
 
     def __new__(cls, order_id: str, customer_id: str, outcome: str, *,
                 changed: frozenset[str] = frozenset(), customer_created: bool = False,
-                was_cancelled: bool | None = None) -> "OrderWrite":
+                was_cancelled: bool | None = None,
+                customer: Customer | None = None,
+                customer_email: str | None | object = UNKNOWN) -> "OrderWrite":
         self = super().__new__(cls, (order_id, outcome == CREATED, customer_id))
         self.id, self.customer_id, self.outcome = order_id, customer_id, outcome
         self.changed, self.customer_created = frozenset(changed), customer_created
         self.was_cancelled = was_cancelled
+        self.customer, self.customer_email = customer, customer_email
         return self
 
     @property
@@ -369,19 +402,30 @@ class OrderWrite(tuple):
 
 
 def _resolve_order_customer(conn: Connection, tenant_id: str, order: Order,
-                            source: str | None, now: datetime) -> tuple[str, bool]:
-    """The order's customer id, and whether it was created: a customer the gateway has never
-    seen is created minimally (from its email or the shop's id)."""
+                            source: str | None,
+                            now: datetime) -> tuple[CustomerWrite, str | None | object]:
+    """The order's customer (as :func:`customer_id_for` finds it, by the order's customer id,
+    email or id at its service), and its email when that is known (:data:`UNKNOWN`
+    otherwise). A customer the gateway has never seen is created minimally (from its email
+    or the shop's id): ``created``, with its ``stored`` row; one found is ``unchanged``."""
     if order.customer_id:
         found = conn.execute(select(customers.c.id).where(
             customers.c.tenant_id == tenant_id, customers.c.id == order.customer_id)).scalar()
         if found:
-            return found, False
+            return CustomerWrite(found, UNCHANGED), UNKNOWN
     service = order.source or source
-    found = customer_id_for(conn, tenant_id, email=order.customer_email, service=service,
-                            external_id=order.customer_external_id)
-    if found:
-        return found, False
+    if order.customer_email:
+        address = normalise_email(order.customer_email)
+        found = None if lookahead.email_absent(conn, tenant_id, address) else conn.execute(
+            _ID_BY_EMAIL, {"tenant": tenant_id, "email": address}).scalar()
+        if found:
+            return CustomerWrite(found, UNCHANGED), address
+    if service and order.customer_external_id:
+        found = conn.execute(_ID_BY_EXTERNAL_ID, {"tenant": tenant_id, "service": service,
+                                                  "external_id": order.customer_external_id}
+                             ).scalar()
+        if found:
+            return CustomerWrite(found, UNCHANGED), UNKNOWN
     if not order.customer_email and not order.customer_external_id:
         raise ValueError(f"order {order.id!r} names no customer (email or customer id)")
     minimal = Customer(email=order.customer_email,
@@ -389,8 +433,11 @@ def _resolve_order_customer(conn: Connection, tenant_id: str, order: Order,
                        if service and order.customer_external_id else {})
     if not minimal.email and not minimal.external_ids:
         minimal.external_ids = {"shop": order.customer_external_id}
-    written = upsert_customer(conn, tenant_id, minimal, source=source, now=now)
-    return written.id, written.created
+        written = upsert_customer(conn, tenant_id, minimal, source=source, now=now)
+    else:  # looked up by every key it has (its email, its id at this service): not found
+        written = _insert_customer(conn, tenant_id, minimal, _customer_values(minimal),
+                                   source=source, now=now)
+    return written, (written.stored.email if written.stored is not None else UNKNOWN)
 
 
 def _line_values(tenant_id: str, order_id: str, i: int, line: OrderLine) -> dict[str, Any]:
@@ -426,7 +473,9 @@ def upsert_order(conn: Connection, tenant_id: str, order: Order,
         if line.unit_price.currency != order.total.currency:
             raise ValueError(f"order {order.id!r}: line currency differs from the order's")
     now = now or utcnow()
-    customer_id, customer_created = _resolve_order_customer(conn, tenant_id, order, source, now)
+    customer, email = _resolve_order_customer(conn, tenant_id, order, source, now)
+    customer_id, customer_created = customer.id, customer.created
+    known = {"customer": customer.stored, "customer_email": email}
     values = {
         "customer_id": customer_id,
         "placed_at": order.placed_at,
@@ -434,8 +483,8 @@ def upsert_order(conn: Connection, tenant_id: str, order: Order,
         "currency": order.total.currency,
         "cancelled": bool(order.cancelled),
     }
-    existing = conn.execute(select(orders).where(
-        orders.c.tenant_id == tenant_id, orders.c.external_id == order.id)).first()
+    existing = None if lookahead.order_absent(conn, tenant_id, order.id) else conn.execute(
+        _ORDER_BY_EXTERNAL_ID, {"tenant": tenant_id, "external_id": order.id}).first()
     new = new_id("ord")
     if existing is not None:
         if not placed_at_known:
@@ -447,7 +496,7 @@ def upsert_order(conn: Connection, tenant_id: str, order: Order,
         if not changes and not lines_changed:
             return OrderWrite(existing.id, customer_id, UNCHANGED,
                               customer_created=customer_created,
-                              was_cancelled=existing.cancelled)
+                              was_cancelled=existing.cancelled, **known)
         order_id = existing.id
         conn.execute(update(orders).where(orders.c.tenant_id == tenant_id,
                                           orders.c.id == order_id)
@@ -473,7 +522,8 @@ def upsert_order(conn: Connection, tenant_id: str, order: Order,
                                                 for i, line in enumerate(order.lines)])
     return OrderWrite(order_id, customer_id, outcome, changed=frozenset(changed),
                       customer_created=customer_created,
-                      was_cancelled=existing.cancelled if existing is not None else None)
+                      was_cancelled=existing.cancelled if existing is not None else None,
+                      **known)
 
 
 def get_order(conn: Connection, tenant_id: str, external_id: str) -> Order | None:

@@ -1,7 +1,7 @@
 """The drainer: ingests the inbox's pending posts, oldest first, each exactly once.
 
 Each post is ingested in the transaction that also marks its row done (up to :data:`BATCH`
-posts of one tenant a transaction, each in a savepoint), so a crash at any point leaves it
+posts of one tenant a transaction, a refused one storing nothing), so a crash at any point leaves it
 either pending (and ingested by the next drain) or done with its records stored, never both
 or neither. Two drainers (the serving process's thread and a worker
 process) never take the same row (see :func:`gateway.webhooks.inbox.next_pending`).
@@ -147,7 +147,7 @@ class _Pace:
 def _ingest_entries(conn: Connection, tenant_id: str, entries: list[inbox.InboxEntry],
                     report: DrainReport, until: float) -> None:
     """Ingest the picked entries in the caller's transaction, together
-    (:func:`gateway.ingest.ingest_batch`: each in a savepoint of its own), and mark each done
+    (:func:`gateway.ingest.ingest_batch`: a refused one stores nothing), and mark each done
     or, refused, dead with its reason; those not started by ``until`` (monotonic) stay
     pending. Any other error propagates (the caller's transaction is then abandoned)."""
     now = utcnow()
