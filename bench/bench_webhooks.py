@@ -252,19 +252,27 @@ def _top_up(runtime: Any, tenant_id: str, backlog: int) -> int:
     from sqlalchemy import func, select
 
     from gateway.store.db import write_transaction
-    from gateway.store.tables import deliveries, webhook_inbox
+    from gateway.store.tables import webhook_inbox
     from gateway.webhooks.inbox import accept_many
     with runtime.engine.connect() as conn:
         pending = conn.execute(select(func.count()).select_from(webhook_inbox).where(
             webhook_inbox.c.state == "pending")).scalar()
-        queued = conn.execute(select(func.count()).select_from(deliveries).where(
-            deliveries.c.operation == "orders.upsert", deliveries.c.status != "done")).scalar()
+        queued = _unsent_orders(conn)
     missing = max(0, backlog - pending - queued)
     for start in range(0, missing, 1000):
         with write_transaction(runtime.engine) as conn:
             accept_many(conn, [_order_post(tenant_id, "top", i)
                                for i in range(start, min(missing, start + 1000))])
     return missing
+
+
+def _unsent_orders(conn: Any) -> int:
+    """The orders planned for a service and not yet sent."""
+    from sqlalchemy import func, select
+
+    from gateway.store.tables import deliveries
+    return conn.execute(select(func.count()).select_from(deliveries).where(
+        deliveries.c.operation == "orders.upsert", deliveries.c.status != "done")).scalar()
 
 
 def _replenit_window(env: dict[str, str], tenant_id: str, minutes: float) -> dict:
@@ -295,6 +303,13 @@ def _replenit_window(env: dict[str, str], tenant_id: str, minutes: float) -> dic
     batches: list[tuple[str, int]] = []  # (operation, rows) of each settled batch, in order
     try:
         added = _top_up(runtime, tenant_id, int(allowed * REPLENIT_BATCH * 1.3))
+        if runtime.engine.dialect.name == "postgresql":
+            # This machine's PostgreSQL runs with autovacuum off, so the tables filled since
+            # the start have no statistics, and its planner picks poor indexes for the
+            # outbox's lookups; analyse them once, as autovacuum would have.
+            with runtime.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("ANALYZE")
         with runtime.engine.begin() as conn:
             save_connection(conn, runtime.vault, tenant_id, "replenit", sandbox.url,
                             {"api_key": key}, {"tenant_id": REPLENIT_TENANT})
@@ -302,6 +317,7 @@ def _replenit_window(env: dict[str, str], tenant_id: str, minutes: float) -> dic
             (batch.operation, len(batch.rows))))
         stop = threading.Event()
         thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
+        ingested_before, started = _count_accepted(env, tenant_id)[1], time.monotonic()
         thread.start()
         log_url = f"{sandbox.url}/_sandbox/requests-log"
         deadline = time.monotonic() + window + 600
@@ -312,6 +328,10 @@ def _replenit_window(env: dict[str, str], tenant_id: str, minutes: float) -> dic
             time.sleep(0.5)
         stop.set()
         thread.join(timeout=120)
+        ingested = (_count_accepted(env, tenant_id)[1] - ingested_before) / (
+            time.monotonic() - started)
+        with runtime.engine.connect() as conn:
+            unsent = _unsent_orders(conn)
         arrivals = requests.get(log_url, timeout=60).json()["timestamps"]
         stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=30).json()
     finally:
@@ -325,6 +345,7 @@ def _replenit_window(env: dict[str, str], tenant_id: str, minutes: float) -> dic
     orders = sum(n for op, n in in_window if op == "orders.upsert")
     return {"minutes": minutes, "allowed": allowed, "sent": sent, "fill": fill,
             "orders": orders, "added": added, "status": stats["requests"],
+            "ingested": ingested, "unsent": unsent,
             "operations": sorted({op for op, _ in in_window})}
 
 
@@ -441,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
               f"of {r['allowed']:g} allowed ({', '.join(r['operations'])}), {r['orders']:,} "
               f"orders ({r['orders'] / (60 * r['minutes']):.0f}/s); the requests carried "
               f"{r['fill']:.1f} full batches' worth: {r['fill'] / r['allowed']:.2f} of what the "
-              f"limits allow; sandbox answers {r['status']}")
+              f"limits allow; sandbox answers {r['status']}. Meanwhile the drainer "
+              f"ingested {r['ingested']:.0f} posts/s; {r['unsent']:,} orders planned and "
+              "not yet sent at the end")
     return 1 if any(fig.non_2xx for fig in results) else 0
 
 

@@ -301,6 +301,8 @@ class _Run:
         self.result = IngestResult()
         self.planned: list[tuple[str, str | None, dict[str, Any]]] = []
         self.touched: dict[str, None] = {}  # customers to re-score, in order
+        #: Customers an order of this run created, as inserted, not written since.
+        self.inserted: dict[str, Any] = {}
         #: Customers erased by this run, with their identity before the wipe (for the relay).
         self.erasures: dict[str, erasure.ErasureResult] = {}
 
@@ -379,6 +381,10 @@ class _Run:
     def touch(self, customer_id: str) -> None:
         self.touched[customer_id] = None
 
+    def wrote_customer(self, customer_id: str | None) -> None:
+        """A customer row was written (its inserted row, if any, is stale now)."""
+        self.inserted.pop(customer_id, None)
+
     # -- topics --
 
     def customer(self, customer: Customer) -> None:
@@ -391,6 +397,7 @@ class _Run:
             return
         written = records.upsert_customer(self.conn, self.tenant_id, customer,
                                           source=self.source, now=self.now)
+        self.wrote_customer(written.id)
         self.record("customer", written.id, written.outcome, written.id)
         self.customer_events(written)
         if written.outcome != records.UNCHANGED:
@@ -419,6 +426,7 @@ class _Run:
             consent.opted_in_at = consent.unsubscribed_at = None
         written = records.upsert_customer(self.conn, self.tenant_id, change,
                                           source=self.source, now=self.now)
+        self.wrote_customer(written.id)
         self.record("consent", written.id, written.outcome, written.id)
         self.customer_events(written, consent_change=True)
         if written.outcome != records.UNCHANGED:
@@ -448,6 +456,8 @@ class _Run:
         written = records.upsert_order(self.conn, self.tenant_id, order, source=self.source,
                                        now=self.now, placed_at_known=order.placed_at != self.now)
         self.record("order", order.id, written.outcome, written.customer_id)
+        if written.customer_row is not None:
+            self.inserted[written.customer_id] = written.customer_row
         if written.customer_created:
             stored = written.customer or records.get_customer(self.conn, self.tenant_id,
                                                                written.customer_id)
@@ -480,6 +490,7 @@ class _Run:
         written = records.upsert_customer(self.conn, self.tenant_id,
                                           Customer(email=cart.email), source=self.source,
                                           now=self.now)
+        self.wrote_customer(written.id)
         self.customer_events(written)
         key = f"order:{cart.order_number}" if cart.order_number else "cart:" + _cart_hash(cart)
         inserted = self.conn.execute(insert_for(self.conn, cart_conversions).values(
@@ -511,6 +522,7 @@ class _Run:
                         "tombstoned" if added else "unchanged" if known else "not_found")
             return
         self.touched.pop(done.customer_id, None)
+        self.wrote_customer(done.customer_id)
         self.record("erasure", done.customer_id,
                     "unchanged" if done.already_redacted else "erased", done.customer_id)
         if done.event is not None:
@@ -519,7 +531,8 @@ class _Run:
 
     def rescore(self) -> None:
         for event in rescore_customers(self.conn, self.tenant_id, list(self.touched),
-                                       now=self.now, settings=self.settings):
+                                       now=self.now, settings=self.settings,
+                                       inserted=self.inserted):
             self.emit(event)
         self.result.customers = list(dict.fromkeys([*self.result.customers, *self.touched]))
 

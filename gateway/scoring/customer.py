@@ -4,7 +4,7 @@ win-back message starts, and when Rekindle answers with its own scores."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Connection, bindparam, select, text, update
 
@@ -62,11 +62,14 @@ def _facts_query(conn: Connection) -> Any:
 
 def rescore_customers(conn: Connection, tenant_id: str, customer_ids: Iterable[str], *,
                       now: datetime | None = None,
-                      settings: TenantSettings | None = None) -> list[Event]:
+                      settings: TenantSettings | None = None,
+                      inserted: Mapping[str, Any] | None = None) -> list[Event]:
     """:func:`rescore_customer` for each of ``customer_ids`` in turn, with the tenant's
     settings read (unless the caller read them in this transaction: ``settings``) and its
     event lock taken once, and the events of all of them written together (in the
-    customers' order)."""
+    customers' order). ``inserted``: the rows of customers this transaction inserted and has
+    not written since, by id (as their insert returned them; the transaction holds their
+    locks already), which are then not read again."""
     now = utc(now) or utcnow()
     ids = list(customer_ids)
     if not ids:
@@ -77,7 +80,10 @@ def rescore_customers(conn: Connection, tenant_id: str, customer_ids: Iterable[s
     query = _facts_query(conn)
     planned: list[tuple[str, str, Any]] = []
     for customer_id in ids:
-        row = conn.execute(_LOCKED_ROW, {"tenant": tenant_id, "customer": customer_id}).first()
+        row = (inserted or {}).get(customer_id)
+        if row is None:
+            row = conn.execute(_LOCKED_ROW, {"tenant": tenant_id,
+                                             "customer": customer_id}).first()
         if row is None or row.redacted_at is not None:
             continue
         planned.extend((type_, customer_id, item) for type_, item in _rescore_row(

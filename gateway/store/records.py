@@ -200,15 +200,16 @@ class CustomerWrite(tuple):
     id: str
     outcome: str
     changed: frozenset[str]
-    #: The customer as stored, when the write knows it without reading it back (a created
-    #: one: the insert returns its row); ``None`` otherwise.
+    #: The customer as stored, and its row, when the write knows them without reading them
+    #: back (a created one: the insert returns its row); ``None`` otherwise.
     stored: Customer | None
+    row: Any
 
     def __new__(cls, customer_id: str, outcome: str, changed: frozenset[str] = frozenset(),
-                stored: Customer | None = None) -> "CustomerWrite":
+                stored: Customer | None = None, row: Any = None) -> "CustomerWrite":
         self = super().__new__(cls, (customer_id, outcome == CREATED))
         self.id, self.outcome, self.changed = customer_id, outcome, frozenset(changed)
-        self.stored = stored
+        self.stored, self.row = stored, row
         return self
 
     @property
@@ -340,7 +341,7 @@ def _insert_customer(conn: Connection, tenant_id: str, customer: Customer,
               if ext and service}
     _set_external_ids(conn, tenant_id, new, wanted, held={})
     return CustomerWrite(new, CREATED, frozenset(values) | {"external_ids"},
-                         stored=customer_from_row(row, wanted))
+                         stored=customer_from_row(row, wanted), row=row)
 
 
 def list_customers(conn: Connection, tenant_id: str, *, limit: int = 100,
@@ -378,22 +379,24 @@ class OrderWrite(tuple):
     changed: frozenset[str]
     customer_created: bool
     was_cancelled: bool | None
-    #: What the write learnt of the order's customer without reading it back: ``customer``,
-    #: the one created for this order as stored (else ``None``); ``customer_email``, its
-    #: email when created or found by it (else :data:`UNKNOWN`).
+    #: What the write learnt of the order's customer without reading it back: ``customer``
+    #: and ``customer_row``, the one created for this order as stored (else ``None``);
+    #: ``customer_email``, its email when created or found by it (else :data:`UNKNOWN`).
     customer: Customer | None
+    customer_row: Any
     customer_email: str | None | object
 
     def __new__(cls, order_id: str, customer_id: str, outcome: str, *,
                 changed: frozenset[str] = frozenset(), customer_created: bool = False,
                 was_cancelled: bool | None = None,
-                customer: Customer | None = None,
+                customer: Customer | None = None, customer_row: Any = None,
                 customer_email: str | None | object = UNKNOWN) -> "OrderWrite":
         self = super().__new__(cls, (order_id, outcome == CREATED, customer_id))
         self.id, self.customer_id, self.outcome = order_id, customer_id, outcome
         self.changed, self.customer_created = frozenset(changed), customer_created
         self.was_cancelled = was_cancelled
-        self.customer, self.customer_email = customer, customer_email
+        self.customer, self.customer_row = customer, customer_row
+        self.customer_email = customer_email
         return self
 
     @property
@@ -475,7 +478,8 @@ def upsert_order(conn: Connection, tenant_id: str, order: Order,
     now = now or utcnow()
     customer, email = _resolve_order_customer(conn, tenant_id, order, source, now)
     customer_id, customer_created = customer.id, customer.created
-    known = {"customer": customer.stored, "customer_email": email}
+    known = {"customer": customer.stored, "customer_row": customer.row,
+             "customer_email": email}
     values = {
         "customer_id": customer_id,
         "placed_at": order.placed_at,
