@@ -266,6 +266,16 @@ def _top_up(runtime: Any, tenant_id: str, backlog: int) -> int:
     return missing
 
 
+def _analyse(runtime: Any) -> None:
+    """On PostgreSQL, ``ANALYZE``: this machine's runs with autovacuum off, so tables filled
+    since the bench began have no statistics and the planner picks poor indexes for the
+    outbox's lookups; the bench analyses them as autovacuum would have (after the load, and
+    again once the inbox is topped up)."""
+    if runtime.engine.dialect.name == "postgresql":
+        with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
 def _unsent_orders(conn: Any) -> int:
     """The orders planned for a service and not yet sent."""
     from sqlalchemy import func, select
@@ -303,13 +313,7 @@ def _replenit_window(env: dict[str, str], tenant_id: str, minutes: float) -> dic
     batches: list[tuple[str, int]] = []  # (operation, rows) of each settled batch, in order
     try:
         added = _top_up(runtime, tenant_id, int(allowed * REPLENIT_BATCH * 1.3))
-        if runtime.engine.dialect.name == "postgresql":
-            # This machine's PostgreSQL runs with autovacuum off, so the tables filled since
-            # the start have no statistics, and its planner picks poor indexes for the
-            # outbox's lookups; analyse them once, as autovacuum would have.
-            with runtime.engine.connect().execution_options(
-                    isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("ANALYZE")
+        _analyse(runtime)
         with runtime.engine.begin() as conn:
             save_connection(conn, runtime.vault, tenant_id, "replenit", sandbox.url,
                             {"api_key": key}, {"tenant_id": REPLENIT_TENANT})
@@ -411,6 +415,13 @@ def main(argv: list[str] | None = None) -> int:
             ingest_rate, replenit = None, None
             if drainer is not None and args.drain_seconds > 0:
                 # The server is gone: the drainer has the machine to itself.
+                from gateway.runtime import Runtime
+                from gateway.settings import Settings
+                runtime = Runtime.open(Settings.from_env(env))
+                try:
+                    _analyse(runtime)
+                finally:
+                    runtime.close()
                 before, started = _count_accepted(env, tenant_id)[1], time.monotonic()
                 time.sleep(args.drain_seconds)
                 _, after, planned = _count_accepted(env, tenant_id)

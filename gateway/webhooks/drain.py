@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 IDLE_SECONDS = 1.0
-#: The most posts ingested in one transaction: together they cost about a quarter of what
-#: they cost one by one (:func:`gateway.ingest.ingest_batch`), and share a commit.
+#: The most posts ingested in one transaction: together they cost a fraction of what they
+#: cost one by one (:func:`gateway.ingest.ingest_batch`), and share a commit.
 BATCH = 200
 #: A drain's first transaction takes this many, until it knows how long a post takes.
 FIRST_BATCH = 20
