@@ -620,7 +620,8 @@ def ingest_batch(conn: Connection, tenant_id: str, submissions: list[Submission]
     """:func:`ingest` of each submission in turn, in the caller's transaction, with what they
     share done once: the tenant's settings read and event lock, the lookups of their records
     (:mod:`gateway.store.lookahead`), one write of all their events
-    (:func:`gateway.store.events.deferred_events`) and one delivery plan for them (an array of
+    (:func:`gateway.store.events.deferred_events`) and of their new orders' lines
+    (:func:`gateway.store.records.held_order_lines`), and one delivery plan for them (an array of
     N records costs about a quarter of N single ingests; this gives N separate posts the
     same). Each submission is stored at its own ``now``; one that is refused (its parse, or a
     record that contradicts what is stored) stores nothing and its refusal is returned in its
@@ -635,12 +636,14 @@ def ingest_batch(conn: Connection, tenant_id: str, submissions: list[Submission]
     lock_tenant_events(conn, tenant_id)
     parsed = [_parsed(sub, settings) for sub in submissions]
     batch = _Batch(conn, tenant_id, settings)
-    with deferred_events(conn) as held, _lookahead(conn, tenant_id, parsed):
+    with deferred_events(conn) as events_held, records.held_order_lines(conn) as lines_held, \
+            _lookahead(conn, tenant_id, parsed):
+        held = _Held(conn, events_held, lines_held)
         try:
             with conn.begin_nested():
                 batch.store(parsed, until=until, held=None)
         except _RefusedInBatch:
-            drop_deferred_events(conn, 0)
+            held.drop((0, 0))
             batch = _Batch(conn, tenant_id, settings)
             batch.store(parsed, until=until, held=held)
     plan_deliveries(conn, tenant_id, batch.emitted, erased=batch.erasures)
@@ -689,6 +692,23 @@ def _lookahead(conn: Connection, tenant_id: str, parsed: list[_Parsed]) -> Any:
                      tombstone_hashes=hashes)
 
 
+@dataclass(frozen=True)
+class _Held:
+    """The writes :func:`ingest_batch` holds back to its end: its events and its new orders'
+    lines (how many of each are held, and forgetting those from a count on)."""
+
+    conn: Connection
+    events: Callable[[], int]
+    lines: Callable[[], int]
+
+    def mark(self) -> tuple[int, int]:
+        return self.events(), self.lines()
+
+    def drop(self, mark: tuple[int, int]) -> None:
+        drop_deferred_events(self.conn, mark[0])
+        records.drop_held_order_lines(self.conn, mark[1])
+
+
 class _RefusedInBatch(Exception):
     """A submission was refused while storing, in a batch without a savepoint of its own."""
 
@@ -703,8 +723,8 @@ class _Batch:
         self.erasures: dict[str, erasure.ErasureResult] = {}
 
     def store(self, parsed: list[_Parsed], *, until: float | None,
-              held: Callable[[], int] | None) -> None:
-        """Store each submission in turn; ``held`` (the count of deferred events): each in a
+              held: _Held | None) -> None:
+        """Store each submission in turn; ``held`` (the writes held back): each in a
         savepoint of its own, else a refusal while storing raises :class:`_RefusedInBatch`."""
         conn = self.conn
         for item in parsed:
@@ -725,12 +745,12 @@ class _Batch:
             else:
                 if sub.topic in _MAY_ERASE:  # an erasure writes what is held, in its savepoint
                     write_deferred_events(conn)
-                kept = held()
+                kept = held.mark()
                 try:
                     with conn.begin_nested():
                         _store(run, sub.topic, item.records, many=many)
                 except PayloadInvalid as exc:
-                    drop_deferred_events(conn, kept)  # its savepoint was rolled back
+                    held.drop(kept)  # its savepoint was rolled back
                     self.outcomes.append(exc)
                     continue
             self.outcomes.append(run.result)

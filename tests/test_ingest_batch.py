@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import func, select
+
 from gateway import ingest
 from gateway.ingest import IngestResult, PayloadInvalid, Submission, UnsupportedFormat
 from gateway.store import records
 from gateway.store.events import list_events
+from gateway.store.tables import order_lines
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
 
@@ -192,3 +195,32 @@ def test_lookups_answered_ahead_find_what_the_batch_itself_wrote(engine, make_te
         assert moved.customer_id == ids[batched.id]
         assert records.get_order(conn, batched.id, "O-4").total.minor == 1200
         assert records.count_rows(conn, batched.id) == records.count_rows(conn, one_by_one.id)
+
+
+def test_new_orders_lines_are_written_with_the_batch_and_dropped_with_a_refused_post(
+        engine, make_tenant):
+    tenant = make_tenant()
+    two_lines = dict(order("O-5", "e@example.com"), lines=[
+        {"sku": "SKU-1", "quantity": 1, "unit_price": "20.00"},
+        {"sku": "SKU-2", "quantity": 1, "unit_price": "20.00"}])
+    clash = {key: value for key, value in order("O-bad", "").items()
+             if key != "customer_email"} | {"customer_id": "cus_nobody"}  # no such customer
+    batch = [
+        Submission("orders", "canonical", order("O-5", "e@example.com"), T0),
+        Submission("orders", "canonical", [order("O-6", "f@example.com"), clash], T0),
+        Submission("orders", "canonical", two_lines, T0 + timedelta(minutes=1)),  # O-5 again
+        Submission("orders", "canonical", order("O-7", "g@example.com"), T0),
+    ]
+    with engine.begin() as conn:
+        outcomes = ingest.ingest_batch(conn, tenant.id, batch)
+    assert [type(o) for o in outcomes] == [IngestResult, PayloadInvalid, IngestResult,
+                                           IngestResult]
+    with engine.connect() as conn:
+        assert [line.sku for line in records.get_order(conn, tenant.id, "O-5").lines] == [
+            "SKU-1", "SKU-2"]
+        assert records.get_order(conn, tenant.id, "O-6") is None
+        assert [line.sku for line in records.get_order(conn, tenant.id, "O-7").lines] == [
+            "SKU-1"]
+        assert conn.execute(select(func.count()).select_from(order_lines).where(
+            order_lines.c.tenant_id == tenant.id)).scalar() == 3
+    assert "contradicts what is stored" in outcomes[1].message  # refused while storing

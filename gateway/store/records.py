@@ -13,9 +13,10 @@ customer and order results still unpack as the tuples they always were
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
@@ -452,7 +453,55 @@ def _line_values(tenant_id: str, order_id: str, i: int, line: OrderLine) -> dict
             "gift": bool(line.gift)}
 
 
+#: Where a connection keeps the lines :func:`held_order_lines` holds back.
+_HELD_LINES_KEY = "gateway.held_order_lines"
+
+
+class _HeldLines:
+    def __init__(self, transaction: Any) -> None:
+        self.transaction = transaction
+        self.rows: list[dict[str, Any]] = []
+
+
+def _held_lines(conn: Connection) -> _HeldLines | None:
+    held = conn.info.get(_HELD_LINES_KEY)
+    return held if held is not None and held.transaction is conn.get_transaction() else None
+
+
+@contextmanager
+def held_order_lines(conn: Connection) -> Iterator[Callable[[], int]]:
+    """Hold back the lines of the orders :func:`upsert_order` creates on ``conn`` until the
+    block ends, then insert them all at once (one statement for a batch of orders instead of
+    one an order). Anything that reads or replaces stored lines in the block writes the held
+    ones first. The block gets a function returning how many lines are held, and
+    :func:`drop_held_order_lines` forgets those from that count on (their orders' work was
+    rolled back to a savepoint). On an exception nothing is written."""
+    transaction = conn.get_transaction()
+    if transaction is None or conn.info.get(_HELD_LINES_KEY) is not None:
+        raise RuntimeError("held_order_lines: a transaction, and not already holding")
+    held = conn.info[_HELD_LINES_KEY] = _HeldLines(transaction)
+    try:
+        yield lambda: len(held.rows)
+        write_held_order_lines(conn)
+    finally:
+        conn.info.pop(_HELD_LINES_KEY, None)
+
+
+def drop_held_order_lines(conn: Connection, keep: int) -> None:
+    """Forget the held lines from the ``keep``-th on (see :func:`held_order_lines`)."""
+    del conn.info[_HELD_LINES_KEY].rows[keep:]
+
+
+def write_held_order_lines(conn: Connection) -> None:
+    """Insert the lines :func:`held_order_lines` holds now (nothing when it holds none)."""
+    held = _held_lines(conn)
+    if held is not None and held.rows:
+        rows, held.rows = held.rows, []
+        conn.execute(order_lines.insert(), rows)
+
+
 def _stored_lines(conn: Connection, tenant_id: str, order_id: str) -> list[dict[str, Any]]:
+    write_held_order_lines(conn)
     rows = conn.execute(select(order_lines).where(
         order_lines.c.tenant_id == tenant_id, order_lines.c.order_id == order_id
     ).order_by(order_lines.c.line_no)).mappings().all()
@@ -518,12 +567,18 @@ def upsert_order(conn: Connection, tenant_id: str, order: Order,
         outcome = CREATED if order_id == new else UPDATED
         changed, lines_changed = set(values) | {"lines"}, True
     if lines_changed:
-        if outcome != CREATED:  # an order just inserted has no lines to replace
-            conn.execute(delete(order_lines).where(order_lines.c.tenant_id == tenant_id,
-                                                   order_lines.c.order_id == order_id))
-        if order.lines:
-            conn.execute(order_lines.insert(), [_line_values(tenant_id, order_id, i, line)
-                                                for i, line in enumerate(order.lines)])
+        new_lines = [_line_values(tenant_id, order_id, i, line)
+                     for i, line in enumerate(order.lines)]
+        held = _held_lines(conn)
+        if outcome == CREATED and held is not None:  # written with the batch's others
+            held.rows.extend(new_lines)
+        else:
+            if outcome != CREATED:  # an order just inserted has no lines to replace
+                write_held_order_lines(conn)
+                conn.execute(delete(order_lines).where(order_lines.c.tenant_id == tenant_id,
+                                                       order_lines.c.order_id == order_id))
+            if new_lines:
+                conn.execute(order_lines.insert(), new_lines)
     return OrderWrite(order_id, customer_id, outcome, changed=frozenset(changed),
                       customer_created=customer_created,
                       was_cancelled=existing.cancelled if existing is not None else None,
@@ -536,6 +591,7 @@ def get_order(conn: Connection, tenant_id: str, external_id: str) -> Order | Non
         orders.c.tenant_id == tenant_id, orders.c.external_id == external_id)).first()
     if row is None:
         return None
+    write_held_order_lines(conn)
     lines = conn.execute(select(order_lines).where(
         order_lines.c.tenant_id == tenant_id, order_lines.c.order_id == row.id
     ).order_by(order_lines.c.line_no)).all()
