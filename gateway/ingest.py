@@ -44,9 +44,10 @@ import hashlib
 import json
 import threading
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from marshmallow import Schema, ValidationError
 from sqlalchemy import Connection, select
@@ -58,13 +59,8 @@ from gateway.relay import plan_deliveries
 from gateway.scoring import record_winback
 from gateway.scoring.customer import rescore_customers
 from gateway.store import erasure, records
-from gateway.store.events import (
-    append_events,
-    deferred_events,
-    drop_deferred_events,
-    lock_tenant_events,
-    write_deferred_events,
-)
+from gateway.store.events import HELD_EVENTS, append_events, lock_tenant_events
+from gateway.store.held import HeldWrites
 from gateway.store.lookahead import lookahead
 from gateway.store.tables import cart_conversions, customers
 from gateway.store.tenants import get_settings
@@ -456,11 +452,12 @@ class _Run:
         written = records.upsert_order(self.conn, self.tenant_id, order, source=self.source,
                                        now=self.now, placed_at_known=order.placed_at != self.now)
         self.record("order", order.id, written.outcome, written.customer_id)
-        if written.customer_row is not None:
-            self.inserted[written.customer_id] = written.customer_row
+        created = written.customer
+        if created is not None and created.row is not None:
+            self.inserted[written.customer_id] = created.row
         if written.customer_created:
-            stored = written.customer or records.get_customer(self.conn, self.tenant_id,
-                                                               written.customer_id)
+            stored = (created.stored if created is not None else None) or \
+                records.get_customer(self.conn, self.tenant_id, written.customer_id)
             self.plan("customer.created", written.customer_id,
                       triggers.new_customer_item(stored))
         if written.outcome == records.UNCHANGED:
@@ -509,7 +506,7 @@ class _Run:
 
     def erasure(self, who: Customer) -> None:
         self.flush()  # events planned about this customer are written before they are scrubbed
-        write_deferred_events(self.conn)
+        HELD_EVENTS.write(self.conn)
         done = erasure.erase_customer(self.conn, self.tenant_id, email=who.email,
                                       customer_id=who.id, external_ids=who.external_ids,
                                       now=self.now)
@@ -577,8 +574,7 @@ def ingest(conn: Connection, tenant_id: str, topic: str, fmt: str, payload: Any,
                (fmt if fmt != CANONICAL else None))
     lock_tenant_events(conn, tenant_id)
     if len(parsed) > 1:  # an array: its records' lookups answered ahead, in a few queries
-        with _lookahead(conn, tenant_id, [_Parsed(Submission(topic, fmt, payload), now,
-                                                  parsed)]):
+        with _lookahead(conn, tenant_id, [(topic, parsed)]):
             _store(run, topic, parsed, many=True)
     else:
         _store(run, topic, parsed, many=isinstance(payload, list))
@@ -619,9 +615,9 @@ def ingest_batch(conn: Connection, tenant_id: str, submissions: list[Submission]
                  ) -> list[IngestResult | PayloadInvalid | UnsupportedFormat]:
     """:func:`ingest` of each submission in turn, in the caller's transaction, with what they
     share done once: the tenant's settings read and event lock, the lookups of their records
-    (:mod:`gateway.store.lookahead`), one write of all their events
-    (:func:`gateway.store.events.deferred_events`) and of their new orders' lines
-    (:func:`gateway.store.records.held_order_lines`), and one delivery plan for them (an array of
+    (:mod:`gateway.store.lookahead`), one write of all their events and of their new orders'
+    lines (:data:`gateway.store.events.HELD_EVENTS`, :data:`gateway.store.records.HELD_LINES`),
+    and one delivery plan for them (an array of
     N records costs about a quarter of N single ingests; this gives N separate posts the
     same). Each submission is stored at its own ``now``; one that is refused (its parse, or a
     record that contradicts what is stored) stores nothing and its refusal is returned in its
@@ -636,14 +632,14 @@ def ingest_batch(conn: Connection, tenant_id: str, submissions: list[Submission]
     lock_tenant_events(conn, tenant_id)
     parsed = [_parsed(sub, settings) for sub in submissions]
     batch = _Batch(conn, tenant_id, settings)
-    with deferred_events(conn) as events_held, records.held_order_lines(conn) as lines_held, \
-            _lookahead(conn, tenant_id, parsed):
-        held = _Held(conn, events_held, lines_held)
+    stored = [(item.submission.topic, item.records) for item in parsed
+              if not isinstance(item.records, Exception)]
+    with _Held.holding(conn) as held, _lookahead(conn, tenant_id, stored):
         try:
             with conn.begin_nested():
                 batch.store(parsed, until=until, held=None)
         except _RefusedInBatch:
-            held.drop((0, 0))
+            held.drop(held.NOTHING)
             batch = _Batch(conn, tenant_id, settings)
             batch.store(parsed, until=until, held=held)
     plan_deliveries(conn, tenant_id, batch.emitted, erased=batch.erasures)
@@ -669,16 +665,14 @@ def _parsed(sub: Submission, settings: TenantSettings) -> _Parsed:
     return _Parsed(sub, now, found)
 
 
-def _lookahead(conn: Connection, tenant_id: str, parsed: list[_Parsed]) -> Any:
-    """:func:`gateway.store.lookahead.lookahead` for the records of ``parsed``."""
+def _lookahead(conn: Connection, tenant_id: str, parsed: list[tuple[str, list[Any]]]) -> Any:
+    """:func:`gateway.store.lookahead.lookahead` for these records, ``(topic, records)``."""
     emails: list[str | None] = []
     order_ids: list[str | None] = []
     erases = False
-    for item in parsed:
-        if isinstance(item.records, Exception):
-            continue
-        erases = erases or item.submission.topic == "erasures"
-        for record in item.records:
+    for topic, records_ in parsed:
+        erases = erases or topic == "erasures"
+        for record in records_:
             if isinstance(record, Order):
                 emails.append(erasure.normal_email(record.customer_email))
                 order_ids.append(record.id)
@@ -694,19 +688,28 @@ def _lookahead(conn: Connection, tenant_id: str, parsed: list[_Parsed]) -> Any:
 
 @dataclass(frozen=True)
 class _Held:
-    """The writes :func:`ingest_batch` holds back to its end: its events and its new orders'
-    lines (how many of each are held, and forgetting those from a count on)."""
+    """The writes :func:`ingest_batch` holds back to its end (its events, its new orders'
+    lines): a mark of how many of each are held, and forgetting those after a mark."""
+
+    KINDS: ClassVar[tuple[HeldWrites, ...]] = (HELD_EVENTS, records.HELD_LINES)
+    NOTHING: ClassVar[tuple[int, ...]] = (0,) * len(KINDS)
 
     conn: Connection
-    events: Callable[[], int]
-    lines: Callable[[], int]
+    counts: tuple[Callable[[], int], ...]
 
-    def mark(self) -> tuple[int, int]:
-        return self.events(), self.lines()
+    @classmethod
+    @contextmanager
+    def holding(cls, conn: Connection) -> Iterator[_Held]:
+        with ExitStack() as stack:
+            yield cls(conn, tuple(stack.enter_context(kind.holding(conn))
+                                  for kind in cls.KINDS))
 
-    def drop(self, mark: tuple[int, int]) -> None:
-        drop_deferred_events(self.conn, mark[0])
-        records.drop_held_order_lines(self.conn, mark[1])
+    def mark(self) -> tuple[int, ...]:
+        return tuple(count() for count in self.counts)
+
+    def drop(self, mark: tuple[int, ...]) -> None:
+        for kind, keep in zip(self.KINDS, mark):
+            kind.drop(self.conn, keep)
 
 
 class _RefusedInBatch(Exception):
@@ -744,7 +747,7 @@ class _Batch:
                     raise _RefusedInBatch() from None
             else:
                 if sub.topic in _MAY_ERASE:  # an erasure writes what is held, in its savepoint
-                    write_deferred_events(conn)
+                    HELD_EVENTS.write(conn)
                 kept = held.mark()
                 try:
                     with conn.begin_nested():

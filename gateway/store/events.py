@@ -23,13 +23,13 @@ as a high-water mark and walks ``next_before`` pages down to it sees every event
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, bindparam, func, select, text
 
 from gateway.model import EVENT_TYPES, Event
+from gateway.store.held import HeldWrites
 from gateway.store.tables import event_triggers, events, tenants
 from gateway.store.types import new_id, utcnow
 
@@ -125,8 +125,11 @@ def append_events(conn: Connection, tenant_id: str,
     values encoded by the columns' own SQLAlchemy types (so they read back through the table as
     any row does). :func:`append_event` writes through here too.
 
-    Inside :func:`deferred_events` the rows are kept instead, and written (seqs allocated in
-    the order they were appended) when it ends or at :func:`write_deferred_events`.
+    While :data:`HELD_EVENTS` holds them (the webhook drainer's batch of posts), the rows are
+    kept instead and written together, their seqs allocated in the order they were appended
+    (the tenant's event lock is taken as ever at each append, so the seqs ascend as they
+    would have). Only for a transaction that reads no event it wrote before writing the held
+    ones (an erasure scrubs them: ``HELD_EVENTS.write`` first).
     """
     # gateway.triggers imports the scoring package, which imports this module: import late.
     from gateway.triggers import TRIGGERS, triggers_for
@@ -156,9 +159,9 @@ def append_events(conn: Connection, tenant_id: str,
         rows.append(((event_id, tenant_id, type_, subject_id, encode(stored), when, source,
                       customer_of(type_, subject_id, item)), memberships))
         ids.append(event_id)
-    deferred = conn.info.get(_DEFERRED_KEY)
-    if deferred is not None and deferred.transaction is conn.get_transaction():
-        deferred.rows.extend(rows)
+    held = HELD_EVENTS.rows(conn)
+    if held is not None:
+        held.extend(rows)
     else:
         _write_rows(conn, rows)
     return ids
@@ -167,52 +170,6 @@ def append_events(conn: Connection, tenant_id: str,
 #: One event row before its seq: the ``_BULK_COLUMNS`` after ``seq``, and its trigger
 #: memberships as ``(trigger, status)``.
 _PendingEvent = tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]]
-
-#: Where a connection keeps the events :func:`deferred_events` holds back.
-_DEFERRED_KEY = "gateway.deferred_events"
-
-
-class _Deferred:
-    def __init__(self, transaction: Any) -> None:
-        self.transaction = transaction
-        self.rows: list[_PendingEvent] = []
-
-
-@contextmanager
-def deferred_events(conn: Connection) -> Iterator[Callable[[], int]]:
-    """Hold back the events :func:`append_events` writes on ``conn`` until the block ends
-    (or :func:`write_deferred_events`), then write them all at once: one seq allocation and one
-    ``COPY`` / ``executemany`` for many small appends (the webhook drainer's batch of posts).
-    They keep their order, and the tenant's event lock is taken as ever at each append, so
-    the seqs ascend as they would have. Only for a block whose transaction reads no events it
-    wrote (erasure scrubs them: :func:`write_deferred_events` first).
-
-    The block gets a function returning how many events are held, and a held event is
-    dropped with :func:`drop_deferred_events` (from that count on) when the work that
-    appended it was rolled back to a savepoint. On an exception nothing is written (the
-    transaction must roll back)."""
-    transaction = conn.get_transaction()
-    if transaction is None or conn.info.get(_DEFERRED_KEY) is not None:
-        raise RuntimeError("deferred_events: a transaction, and not already deferring")
-    deferred = conn.info[_DEFERRED_KEY] = _Deferred(transaction)
-    try:
-        yield lambda: len(deferred.rows)
-        write_deferred_events(conn)
-    finally:
-        conn.info.pop(_DEFERRED_KEY, None)
-
-
-def drop_deferred_events(conn: Connection, keep: int) -> None:
-    """Forget the held events from the ``keep``-th on (see :func:`deferred_events`)."""
-    del conn.info[_DEFERRED_KEY].rows[keep:]
-
-
-def write_deferred_events(conn: Connection) -> None:
-    """Write the events :func:`deferred_events` holds now (nothing when it holds none)."""
-    deferred = conn.info.get(_DEFERRED_KEY)
-    if deferred is not None and deferred.rows:
-        rows, deferred.rows = deferred.rows, []
-        _write_rows(conn, rows)
 
 
 def _write_rows(conn: Connection, pending: list[_PendingEvent]) -> None:
@@ -242,6 +199,11 @@ def _write_rows(conn: Connection, pending: list[_PendingEvent]) -> None:
             conn.exec_driver_sql(
                 f"INSERT INTO event_triggers ({', '.join(_TRIGGER_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_TRIGGER_COLUMNS))})", memberships)
+
+
+#: The events :func:`append_events` holds back inside ``HELD_EVENTS.holding(conn)``: one seq
+#: allocation and one ``COPY`` / ``executemany`` for many small appends.
+HELD_EVENTS = HeldWrites("events", _write_rows)
 
 
 def _iso(moment: datetime) -> str:

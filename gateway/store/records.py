@@ -13,10 +13,9 @@ customer and order results still unpack as the tuples they always were
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
@@ -33,6 +32,7 @@ from gateway.model import (
     utc,
 )
 from gateway.store import lookahead
+from gateway.store.held import HeldWrites
 from gateway.store.tables import (
     customer_external_ids,
     customers,
@@ -173,15 +173,31 @@ def get_customer(conn: Connection, tenant_id: str, customer_id: str) -> Customer
 def customer_id_for(conn: Connection, tenant_id: str, *, email: str | None = None,
                     service: str | None = None, external_id: str | None = None) -> str | None:
     """The gateway id of the customer with this email, or this service's external id."""
+    return _customer_by_key(conn, tenant_id, email=email, service=service,
+                            external_id=external_id)[0]
+
+
+#: An email not learnt (:func:`_customer_by_key`, :class:`OrderWrite`).
+UNKNOWN = object()
+
+
+def _customer_by_key(conn: Connection, tenant_id: str, *, email: str | None,
+                     service: str | None, external_id: str | None
+                     ) -> tuple[str | None, str | None | object]:
+    """:func:`customer_id_for`, and the email the customer was found by (normalised;
+    :data:`UNKNOWN` when found by the external id or not found). An email the batch being
+    ingested is known not to hold (:func:`gateway.store.lookahead.email_absent`) is not
+    looked up."""
     if email:
-        found = conn.execute(_ID_BY_EMAIL, {"tenant": tenant_id,
-                                            "email": normalise_email(email)}).scalar()
+        address = normalise_email(email)
+        found = None if lookahead.email_absent(conn, tenant_id, address) else conn.execute(
+            _ID_BY_EMAIL, {"tenant": tenant_id, "email": address}).scalar()
         if found:
-            return found
+            return found, address
     if service and external_id:
         return conn.execute(_ID_BY_EXTERNAL_ID, {"tenant": tenant_id, "service": service,
-                                                 "external_id": external_id}).scalar()
-    return None
+                                                 "external_id": external_id}).scalar(), UNKNOWN
+    return None, UNKNOWN
 
 
 def find_customer(conn: Connection, tenant_id: str, *, email: str | None = None,
@@ -364,10 +380,6 @@ def list_customers(conn: Connection, tenant_id: str, *, limit: int = 100,
 _ORDER_BY_EXTERNAL_ID = select(orders).where(orders.c.tenant_id == bindparam("tenant"),
                                              orders.c.external_id == bindparam("external_id"))
 
-#: An :class:`OrderWrite`'s ``customer_email`` when the write did not learn it.
-UNKNOWN = object()
-
-
 class OrderWrite(tuple):
     """``(order_id, created, customer_id)``, as :func:`upsert_order` always returned, with
     ``outcome``, ``changed`` (columns, and ``lines``), ``customer_created`` (the order named a
@@ -380,24 +392,22 @@ class OrderWrite(tuple):
     changed: frozenset[str]
     customer_created: bool
     was_cancelled: bool | None
-    #: What the write learnt of the order's customer without reading it back: ``customer``
-    #: and ``customer_row``, the one created for this order as stored (else ``None``);
-    #: ``customer_email``, its email when created or found by it (else :data:`UNKNOWN`).
-    customer: Customer | None
-    customer_row: Any
+    #: What the write learnt of the order's customer without reading it back: ``customer``,
+    #: its write (``stored`` and ``row`` set when created for this order); ``customer_email``,
+    #: its email when created or found by it (else :data:`UNKNOWN`).
+    customer: CustomerWrite | None
     customer_email: str | None | object
 
     def __new__(cls, order_id: str, customer_id: str, outcome: str, *,
                 changed: frozenset[str] = frozenset(), customer_created: bool = False,
                 was_cancelled: bool | None = None,
-                customer: Customer | None = None, customer_row: Any = None,
+                customer: CustomerWrite | None = None,
                 customer_email: str | None | object = UNKNOWN) -> "OrderWrite":
         self = super().__new__(cls, (order_id, outcome == CREATED, customer_id))
         self.id, self.customer_id, self.outcome = order_id, customer_id, outcome
         self.changed, self.customer_created = frozenset(changed), customer_created
         self.was_cancelled = was_cancelled
-        self.customer, self.customer_row = customer, customer_row
-        self.customer_email = customer_email
+        self.customer, self.customer_email = customer, customer_email
         return self
 
     @property
@@ -418,18 +428,10 @@ def _resolve_order_customer(conn: Connection, tenant_id: str, order: Order,
         if found:
             return CustomerWrite(found, UNCHANGED), UNKNOWN
     service = order.source or source
-    if order.customer_email:
-        address = normalise_email(order.customer_email)
-        found = None if lookahead.email_absent(conn, tenant_id, address) else conn.execute(
-            _ID_BY_EMAIL, {"tenant": tenant_id, "email": address}).scalar()
-        if found:
-            return CustomerWrite(found, UNCHANGED), address
-    if service and order.customer_external_id:
-        found = conn.execute(_ID_BY_EXTERNAL_ID, {"tenant": tenant_id, "service": service,
-                                                  "external_id": order.customer_external_id}
-                             ).scalar()
-        if found:
-            return CustomerWrite(found, UNCHANGED), UNKNOWN
+    found, email = _customer_by_key(conn, tenant_id, email=order.customer_email,
+                                    service=service, external_id=order.customer_external_id)
+    if found:
+        return CustomerWrite(found, UNCHANGED), email
     if not order.customer_email and not order.customer_external_id:
         raise ValueError(f"order {order.id!r} names no customer (email or customer id)")
     minimal = Customer(email=order.customer_email,
@@ -453,55 +455,18 @@ def _line_values(tenant_id: str, order_id: str, i: int, line: OrderLine) -> dict
             "gift": bool(line.gift)}
 
 
-#: Where a connection keeps the lines :func:`held_order_lines` holds back.
-_HELD_LINES_KEY = "gateway.held_order_lines"
+def _insert_lines(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(order_lines.insert(), rows)
 
 
-class _HeldLines:
-    def __init__(self, transaction: Any) -> None:
-        self.transaction = transaction
-        self.rows: list[dict[str, Any]] = []
-
-
-def _held_lines(conn: Connection) -> _HeldLines | None:
-    held = conn.info.get(_HELD_LINES_KEY)
-    return held if held is not None and held.transaction is conn.get_transaction() else None
-
-
-@contextmanager
-def held_order_lines(conn: Connection) -> Iterator[Callable[[], int]]:
-    """Hold back the lines of the orders :func:`upsert_order` creates on ``conn`` until the
-    block ends, then insert them all at once (one statement for a batch of orders instead of
-    one an order). Anything that reads or replaces stored lines in the block writes the held
-    ones first. The block gets a function returning how many lines are held, and
-    :func:`drop_held_order_lines` forgets those from that count on (their orders' work was
-    rolled back to a savepoint). On an exception nothing is written."""
-    transaction = conn.get_transaction()
-    if transaction is None or conn.info.get(_HELD_LINES_KEY) is not None:
-        raise RuntimeError("held_order_lines: a transaction, and not already holding")
-    held = conn.info[_HELD_LINES_KEY] = _HeldLines(transaction)
-    try:
-        yield lambda: len(held.rows)
-        write_held_order_lines(conn)
-    finally:
-        conn.info.pop(_HELD_LINES_KEY, None)
-
-
-def drop_held_order_lines(conn: Connection, keep: int) -> None:
-    """Forget the held lines from the ``keep``-th on (see :func:`held_order_lines`)."""
-    del conn.info[_HELD_LINES_KEY].rows[keep:]
-
-
-def write_held_order_lines(conn: Connection) -> None:
-    """Insert the lines :func:`held_order_lines` holds now (nothing when it holds none)."""
-    held = _held_lines(conn)
-    if held is not None and held.rows:
-        rows, held.rows = held.rows, []
-        conn.execute(order_lines.insert(), rows)
+#: The lines of the orders :func:`upsert_order` creates, held back inside
+#: ``HELD_LINES.holding(conn)`` and inserted together (one statement for a batch of orders);
+#: anything here that reads or replaces stored lines writes the held ones first.
+HELD_LINES = HeldWrites("order_lines", _insert_lines)
 
 
 def _stored_lines(conn: Connection, tenant_id: str, order_id: str) -> list[dict[str, Any]]:
-    write_held_order_lines(conn)
+    HELD_LINES.write(conn)
     rows = conn.execute(select(order_lines).where(
         order_lines.c.tenant_id == tenant_id, order_lines.c.order_id == order_id
     ).order_by(order_lines.c.line_no)).mappings().all()
@@ -527,8 +492,7 @@ def upsert_order(conn: Connection, tenant_id: str, order: Order,
     now = now or utcnow()
     customer, email = _resolve_order_customer(conn, tenant_id, order, source, now)
     customer_id, customer_created = customer.id, customer.created
-    known = {"customer": customer.stored, "customer_row": customer.row,
-             "customer_email": email}
+    known = {"customer": customer, "customer_email": email}
     values = {
         "customer_id": customer_id,
         "placed_at": order.placed_at,
@@ -569,12 +533,12 @@ def upsert_order(conn: Connection, tenant_id: str, order: Order,
     if lines_changed:
         new_lines = [_line_values(tenant_id, order_id, i, line)
                      for i, line in enumerate(order.lines)]
-        held = _held_lines(conn)
+        held = HELD_LINES.rows(conn)
         if outcome == CREATED and held is not None:  # written with the batch's others
-            held.rows.extend(new_lines)
+            held.extend(new_lines)
         else:
             if outcome != CREATED:  # an order just inserted has no lines to replace
-                write_held_order_lines(conn)
+                HELD_LINES.write(conn)
                 conn.execute(delete(order_lines).where(order_lines.c.tenant_id == tenant_id,
                                                        order_lines.c.order_id == order_id))
             if new_lines:
@@ -591,7 +555,7 @@ def get_order(conn: Connection, tenant_id: str, external_id: str) -> Order | Non
         orders.c.tenant_id == tenant_id, orders.c.external_id == external_id)).first()
     if row is None:
         return None
-    write_held_order_lines(conn)
+    HELD_LINES.write(conn)
     lines = conn.execute(select(order_lines).where(
         order_lines.c.tenant_id == tenant_id, order_lines.c.order_id == row.id
     ).order_by(order_lines.c.line_no)).all()
