@@ -57,7 +57,8 @@ from gateway import schemas, triggers
 from gateway.model import Cart, Customer, Event, Order, Product, utc
 from gateway.relay import plan_deliveries
 from gateway.scoring import record_winback
-from gateway.scoring.customer import rescore_customers
+from gateway.scoring.customer import HELD_SCORES, rescore_customers
+from gateway.scoring.known import KnownOrder
 from gateway.store import erasure, records
 from gateway.store.events import HELD_EVENTS, append_events, lock_tenant_events
 from gateway.store.held import HeldWrites
@@ -299,6 +300,8 @@ class _Run:
         self.touched: dict[str, None] = {}  # customers to re-score, in order
         #: Customers an order of this run created, as inserted, not written since.
         self.inserted: dict[str, Any] = {}
+        #: Of those, the orders this run created for them (all they have), while that holds.
+        self.known_orders: dict[str, list[KnownOrder]] = {}
         #: Customers erased by this run, with their identity before the wipe (for the relay).
         self.erasures: dict[str, erasure.ErasureResult] = {}
 
@@ -455,6 +458,17 @@ class _Run:
         created = written.customer
         if created is not None and created.row is not None:
             self.inserted[written.customer_id] = created.row
+            if written.outcome == records.CREATED:
+                self.known_orders[written.customer_id] = []
+        if written.outcome == records.CREATED:
+            known = self.known_orders.get(written.customer_id)
+            if known is not None:
+                known.append(KnownOrder(order.placed_at, order.total.minor,
+                                        order.total.currency, bool(order.cancelled)))
+        elif written.outcome != records.UNCHANGED:
+            # A stored order rewritten (perhaps moved between customers): whose orders are
+            # whose, only the query knows now.
+            self.known_orders.clear()
         if written.customer_created:
             stored = (created.stored if created is not None else None) or \
                 records.get_customer(self.conn, self.tenant_id, written.customer_id)
@@ -529,7 +543,8 @@ class _Run:
     def rescore(self) -> None:
         for event in rescore_customers(self.conn, self.tenant_id, list(self.touched),
                                        now=self.now, settings=self.settings,
-                                       inserted=self.inserted):
+                                       inserted=self.inserted,
+                                       known_orders=self.known_orders):
             self.emit(event)
         self.result.customers = list(dict.fromkeys([*self.result.customers, *self.touched]))
 
@@ -596,8 +611,10 @@ def _store(run: _Run, topic: str, parsed: list[Any], *, many: bool) -> None:
     run.rescore()
 
 
-#: The topics whose records may erase a customer (a customer record can say it was erased).
-_MAY_ERASE = frozenset({"erasures", "customers"})
+#: The topics whose records read no customer's scores and write none but through the re-score
+#: (which writes the held score updates first when it reads a stored customer): the rest
+#: write the held ones before they begin.
+_SCORES_STAY_HELD = frozenset({"orders", "products"})
 
 
 @dataclass(frozen=True)
@@ -615,8 +632,9 @@ def ingest_batch(conn: Connection, tenant_id: str, submissions: list[Submission]
                  ) -> list[IngestResult | PayloadInvalid | UnsupportedFormat]:
     """:func:`ingest` of each submission in turn, in the caller's transaction, with what they
     share done once: the tenant's settings read and event lock, the lookups of their records
-    (:mod:`gateway.store.lookahead`), one write of all their events and of their new orders'
-    lines (:data:`gateway.store.events.HELD_EVENTS`, :data:`gateway.store.records.HELD_LINES`),
+    (:mod:`gateway.store.lookahead`), one write of all their events, of their new orders'
+    lines and of their re-scores' updates (:data:`gateway.store.events.HELD_EVENTS`,
+    :data:`gateway.store.records.HELD_LINES`, :data:`gateway.scoring.customer.HELD_SCORES`),
     and one delivery plan for them (an array of
     N records costs about a quarter of N single ingests; this gives N separate posts the
     same). Each submission is stored at its own ``now``; one that is refused (its parse, or a
@@ -639,7 +657,7 @@ def ingest_batch(conn: Connection, tenant_id: str, submissions: list[Submission]
             with conn.begin_nested():
                 batch.store(parsed, until=until, held=None)
         except _RefusedInBatch:
-            held.drop(held.NOTHING)
+            held.drop()
             batch = _Batch(conn, tenant_id, settings)
             batch.store(parsed, until=until, held=held)
     plan_deliveries(conn, tenant_id, batch.emitted, erased=batch.erasures)
@@ -689,27 +707,27 @@ def _lookahead(conn: Connection, tenant_id: str, parsed: list[tuple[str, list[An
 @dataclass(frozen=True)
 class _Held:
     """The writes :func:`ingest_batch` holds back to its end (its events, its new orders'
-    lines): a mark of how many of each are held, and forgetting those after a mark."""
+    lines, its re-scores' updates), written or forgotten together."""
 
-    KINDS: ClassVar[tuple[HeldWrites, ...]] = (HELD_EVENTS, records.HELD_LINES)
-    NOTHING: ClassVar[tuple[int, ...]] = (0,) * len(KINDS)
+    KINDS: ClassVar[tuple[HeldWrites, ...]] = (HELD_EVENTS, records.HELD_LINES, HELD_SCORES)
 
     conn: Connection
-    counts: tuple[Callable[[], int], ...]
 
     @classmethod
     @contextmanager
     def holding(cls, conn: Connection) -> Iterator[_Held]:
         with ExitStack() as stack:
-            yield cls(conn, tuple(stack.enter_context(kind.holding(conn))
-                                  for kind in cls.KINDS))
+            for kind in cls.KINDS:
+                stack.enter_context(kind.holding(conn))
+            yield cls(conn)
 
-    def mark(self) -> tuple[int, ...]:
-        return tuple(count() for count in self.counts)
+    def write(self) -> None:
+        for kind in self.KINDS:
+            kind.write(self.conn)
 
-    def drop(self, mark: tuple[int, ...]) -> None:
-        for kind, keep in zip(self.KINDS, mark):
-            kind.drop(self.conn, keep)
+    def drop(self) -> None:
+        for kind in self.KINDS:
+            kind.drop(self.conn)
 
 
 class _RefusedInBatch(Exception):
@@ -741,19 +759,21 @@ class _Batch:
                        sub.fmt if sub.fmt != CANONICAL else None, self.settings)
             many = isinstance(sub.payload, list)
             if held is None:
+                if sub.topic not in _SCORES_STAY_HELD:
+                    HELD_SCORES.write(conn)
                 try:
                     _store(run, sub.topic, item.records, many=many)
                 except PayloadInvalid:
                     raise _RefusedInBatch() from None
             else:
-                if sub.topic in _MAY_ERASE:  # an erasure writes what is held, in its savepoint
-                    HELD_EVENTS.write(conn)
-                kept = held.mark()
+                # What the submissions before held is written outside its savepoint, so that
+                # nothing it writes out of what is held can be rolled back with it.
+                held.write()
                 try:
                     with conn.begin_nested():
                         _store(run, sub.topic, item.records, many=many)
                 except PayloadInvalid as exc:
-                    held.drop(kept)  # its savepoint was rolled back
+                    held.drop()  # its savepoint was rolled back
                     self.outcomes.append(exc)
                     continue
             self.outcomes.append(run.result)

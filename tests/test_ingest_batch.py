@@ -224,3 +224,72 @@ def test_new_orders_lines_are_written_with_the_batch_and_dropped_with_a_refused_
         assert conn.execute(select(func.count()).select_from(order_lines).where(
             order_lines.c.tenant_id == tenant.id)).scalar() == 3
     assert "contradicts what is stored" in outcomes[1].message  # refused while storing
+
+
+def test_rows_held_for_a_post_survive_a_later_post_refused_after_writing_them(
+        engine, make_tenant):
+    """A refused post's savepoint rolls back only its own rows: what earlier posts held and
+    the refused one wrote out (a stored order's lines replaced, which writes the held lines
+    first) is written again, not lost."""
+    tenant = make_tenant()
+    with engine.begin() as conn:
+        ingest.ingest(conn, tenant.id, "orders", "canonical", order("O-0", "old@example.com"),
+                      now=T0)
+    changed = dict(order("O-0", "old@example.com"), lines=[
+        {"sku": "SKU-9", "quantity": 2, "unit_price": "20.00"}])
+    clash = {key: value for key, value in order("O-bad", "").items()
+             if key != "customer_email"} | {"customer_id": "cus_nobody"}  # no such customer
+    batch = [
+        Submission("orders", "canonical", order("O-1", "new@example.com"), T0),
+        Submission("orders", "canonical", [changed, clash], T0),
+        Submission("orders", "canonical", order("O-2", "two@example.com"), T0),
+    ]
+    with engine.begin() as conn:
+        outcomes = ingest.ingest_batch(conn, tenant.id, batch)
+    assert [type(o) for o in outcomes] == [IngestResult, PayloadInvalid, IngestResult]
+    with engine.connect() as conn:
+        assert [line.sku for line in records.get_order(conn, tenant.id, "O-0").lines] == [
+            "SKU-1"]
+        for number in ("O-1", "O-2"):
+            assert [line.sku for line in records.get_order(conn, tenant.id, number).lines] == [
+                "SKU-1"], number
+        assert records.get_order(conn, tenant.id, "O-bad") is None
+
+
+def items(engine, tenant_id: str) -> list[tuple[str, dict]]:
+    """The tenant's events oldest first: type and item, without the ids two tenants differ
+    by (the event's, the customer's)."""
+    with engine.connect() as conn:
+        found = [e for _, e in list_events(conn, tenant_id, limit=1000)][::-1]
+    return [(e.type, {k: v for k, v in e.item.items() if k not in ("id", "customer_id")})
+            for e in found]
+
+
+def test_scores_held_back_are_written_before_the_customer_is_read_again(engine, make_tenant):
+    """A re-score's update is held to the batch's end; the next re-score of the customer (a
+    second order, in the next post) and a customer post about it (whose item carries the
+    scores) read it as written: the same events, items and scores as one post at a time."""
+    one_by_one, batched = make_tenant(), make_tenant()
+    payloads = [
+        ("orders", order("O-1", "pat@example.com", day=1) | {"placed_at": "2025-06-01T00:00:00Z"}),
+        ("orders", order("O-2", "pat@example.com") | {"placed_at": "2025-07-01T00:00:00Z"}),
+        ("customers", {"email": "pat@example.com", "first_name": "Pat"}),
+        ("orders", order("O-3", "pat@example.com") | {"placed_at": "2025-08-01T00:00:00Z"}),
+        ("conversions", {"email": "pat@example.com", "order_number": "O-3"}),
+    ]
+    subs = [Submission(topic, "canonical", payload, T0 + timedelta(minutes=i))
+            for i, (topic, payload) in enumerate(payloads)]
+    for sub in subs:
+        with engine.begin() as conn:
+            ingest.ingest(conn, one_by_one.id, sub.topic, sub.fmt, sub.payload, now=sub.now)
+    with engine.begin() as conn:
+        outcomes = ingest.ingest_batch(conn, batched.id, subs)
+    assert all(isinstance(o, IngestResult) for o in outcomes)
+    expected = items(engine, one_by_one.id)
+    assert items(engine, batched.id) == expected
+    assert stored(engine, batched.id) == stored(engine, one_by_one.id)
+    changes = [(item["previous_status"], item["status"]) for type_, item in expected
+               if type_ == "customer.status_changed"]
+    assert changes[0][0] is None and len(changes) >= 2  # a first status, then a change
+    updated = [item for type_, item in expected if type_ == "customer.updated"]
+    assert updated and updated[0]["purchase_count"] == 2

@@ -2,7 +2,8 @@
 
 APScheduler 3 cannot share a job store between processes and never tells a job its fire time,
 so it schedules nothing here but the tick itself (one interval job, ``max_instances=1``,
-``coalesce=True``, every ``tick_seconds``). Each tick:
+``coalesce=True``, every ``tick_seconds`` and up to half of that later, at random, so that
+processes share the due rows). Each tick:
 
 1. **syncs** the schedule rows of the tenants that are new or whose row changed since this
    process last looked (``tenants.updated_at``, which every settings change moves), of every
@@ -333,8 +334,12 @@ class Ticker:
             executor_log.setLevel(logging.WARNING)
         scheduler = BackgroundScheduler(timezone=timezone.utc,
                                         executors={"default": TickExecutor(1)})
+        # Each tick comes up to half a tick late at random: processes started together would
+        # otherwise keep their phases, and the one that ticks first after a slot falls due
+        # would claim every slot while the others found nothing due.
         scheduler.add_job(self._tick_logged, "interval", seconds=self.tick_seconds,
-                          id=TICK_JOB_ID, max_instances=1, coalesce=True,
+                          jitter=self.tick_seconds / 2, id=TICK_JOB_ID, max_instances=1,
+                          coalesce=True,
                           misfire_grace_time=None, next_run_time=datetime.now(timezone.utc))
         scheduler.start()
         self._scheduler = scheduler

@@ -4,15 +4,18 @@ win-back message starts, and when Rekindle answers with its own scores."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping
+from itertools import groupby
+from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, bindparam, select, text, update
 
 from gateway.model import Event, utc
 from gateway.scoring.items import FIRST_STATUS_EVENTS, customer_item, planned_events
+from gateway.scoring.known import KnownOrder, known_facts
 from gateway.scoring.rules import WINBACK_STATUSES, Rules, check_status
 from gateway.scoring.sql import SqlDialect, facts_params, facts_sql
 from gateway.store.events import append_event, append_events, lock_tenant_events
+from gateway.store.held import HeldWrites
 from gateway.store.tables import customers
 from gateway.store.tenants import get_settings
 from gateway.store.types import UTCDateTime, utcnow
@@ -63,13 +66,17 @@ def _facts_query(conn: Connection) -> Any:
 def rescore_customers(conn: Connection, tenant_id: str, customer_ids: Iterable[str], *,
                       now: datetime | None = None,
                       settings: TenantSettings | None = None,
-                      inserted: Mapping[str, Any] | None = None) -> list[Event]:
+                      inserted: Mapping[str, Any] | None = None,
+                      known_orders: Mapping[str, Sequence[KnownOrder]] | None = None
+                      ) -> list[Event]:
     """:func:`rescore_customer` for each of ``customer_ids`` in turn, with the tenant's
     settings read (unless the caller read them in this transaction: ``settings``) and its
     event lock taken once, and the events of all of them written together (in the
     customers' order). ``inserted``: the rows of customers this transaction inserted and has
     not written since, by id (as their insert returned them; the transaction holds their
-    locks already), which are then not read again."""
+    locks already), which are then not read again. ``known_orders``: of those customers, the
+    ones whose every order the caller wrote, with those orders; their facts are then
+    computed rather than queried (:mod:`gateway.scoring.known`)."""
     now = utc(now) or utcnow()
     ids = list(customer_ids)
     if not ids:
@@ -81,13 +88,22 @@ def rescore_customers(conn: Connection, tenant_id: str, customer_ids: Iterable[s
     planned: list[tuple[str, str, Any]] = []
     for customer_id in ids:
         row = (inserted or {}).get(customer_id)
-        if row is None:
+        if row is None:  # a stored customer, read as the held updates leave it
+            HELD_SCORES.write(conn)
             row = conn.execute(_LOCKED_ROW, {"tenant": tenant_id,
                                              "customer": customer_id}).first()
         if row is None or row.redacted_at is not None:
             continue
+        facts = None
+        orders = (known_orders or {}).get(customer_id)
+        if orders is not None and (inserted or {}).get(customer_id) is row:
+            facts = known_facts(row, orders, base_currency=settings.base_currency, rules=rules,
+                                now=now)
+        if facts is None:
+            facts = conn.execute(query, facts_params(tenant_id, settings.base_currency, rules,
+                                                     now, customer_id)).first()
         planned.extend((type_, customer_id, item) for type_, item in _rescore_row(
-            conn, tenant_id, row, settings, rules, query, now))
+            conn, tenant_id, row, facts, settings, now))
     if not planned:
         return []
     event_ids = append_events(conn, tenant_id, planned, occurred_at=now, source="gateway")
@@ -110,12 +126,11 @@ _LOCKED_ROW = select(*(customers.c[name] for name in _SCORED)).where(
     customers.c.id == bindparam("customer")).with_for_update()
 
 
-def _rescore_row(conn: Connection, tenant_id: str, row: Any, settings: Any, rules: Rules,
-                 query: Any, now: datetime) -> list[tuple[str, Any]]:
-    """Score one (locked, unredacted) customer row, store the values; the events to write."""
+def _rescore_row(conn: Connection, tenant_id: str, row: Any, facts: Any, settings: Any,
+                 now: datetime) -> list[tuple[str, Any]]:
+    """Store one (locked, unredacted) customer row's scores from its ``facts`` (a row of
+    :func:`gateway.scoring.sql.facts_sql`); the events to write."""
     customer_id = row.id
-    facts = conn.execute(query, facts_params(tenant_id, settings.base_currency, rules, now,
-                                             customer_id)).first()
     gateway = settings.scoring_authority == "gateway"
     has_orders = facts.order_count is not None
     values: dict[str, Any] = {
@@ -138,10 +153,28 @@ def _rescore_row(conn: Connection, tenant_id: str, row: Any, settings: Any, rule
         planned = planned_events(facts, now=now, currency=settings.base_currency)
     changed = {k: v for k, v in values.items() if getattr(row, k) != v}
     if changed:
-        conn.execute(_score_update(tuple(changed)),
-                     {"tenant": tenant_id, "customer": customer_id, "updated_at": now,
-                      **{f"new_{k}": v for k, v in changed.items()}})
+        scores = (tuple(changed), {"tenant": tenant_id, "customer": customer_id,
+                                   "updated_at": now,
+                                   **{f"new_{k}": v for k, v in changed.items()}})
+        held = HELD_SCORES.rows(conn)
+        if held is not None:
+            held.append(scores)
+        else:
+            _write_scores(conn, [scores])
     return planned
+
+
+def _write_scores(conn: Connection, updates: list[tuple[tuple[str, ...], dict]]) -> None:
+    """The score updates, in order: one ``executemany`` for each run of updates of the same
+    columns."""
+    for columns, run in groupby(updates, key=lambda scores: scores[0]):
+        conn.execute(_score_update(columns), [params for _, params in run])
+
+
+#: The re-scores' updates, held back inside ``HELD_SCORES.holding(conn)`` and written together.
+#: A re-score that reads a stored customer writes the held ones first; a caller holding them
+#: writes them before anything else reads or writes a customer it may have re-scored.
+HELD_SCORES = HeldWrites("scores", _write_scores)
 
 
 _UPDATES: dict[tuple[str, ...], Any] = {}

@@ -21,6 +21,7 @@ class RciCase:
     writes = False
     deletes = False
     paginates = True
+    stamped: tuple[str, ...] = ()  # fields stamped anew on every write
 
     def sandbox_config(self, **overrides: Any) -> SandboxConfig:
         return SandboxConfig(**{"api_key": API_KEY, **overrides})

@@ -43,6 +43,7 @@ class RejoinerCase:
     writes = True
     deletes = False  # no delete is documented
     paginates = False  # the reference documents no list endpoint
+    stamped: tuple[str, ...] = ()  # fields stamped anew on every write
 
     def sandbox_config(self, **overrides: Any) -> SandboxConfig:
         return SandboxConfig(**{"api_key": API_KEY, "site_id": SITE_ID, **overrides})

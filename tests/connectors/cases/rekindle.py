@@ -35,6 +35,8 @@ class RekindleCase:
     writes = True
     deletes = False  # Rekindle has no delete
     paginates = False  # triggers answer at most 10 items, no pages
+    #: Fields of a read-back the service stamps anew on every write, changed or not.
+    stamped: tuple[str, ...] = ("updated_at",)  # an update-customer is an update
 
     def sandbox_config(self, **overrides: Any) -> SandboxConfig:
         return SandboxConfig(**{"api_key": API_KEY, **overrides})

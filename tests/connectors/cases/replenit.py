@@ -34,6 +34,7 @@ class ReplenitCase:
     writes = True
     deletes = True
     paginates = False  # write only: nothing to list
+    stamped: tuple[str, ...] = ()  # fields stamped anew on every write
 
     def sandbox_config(self, **overrides: Any) -> SandboxConfig:
         return SandboxConfig(**{"api_key": API_KEY, "tenant_id": TENANT, **overrides})
