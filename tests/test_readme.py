@@ -14,7 +14,7 @@ TEXT = sections.README.read_text()
 DEMO_COMMAND = ("python3 -m venv .venv && .venv/bin/pip install -q -e . && "
                 ".venv/bin/python app.py demo")
 TEST_COMMAND = ("python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && "
-                ".venv/bin/python -m pytest -q")
+                ".venv/bin/python -m pytest -q -n 2")
 
 
 def test_the_two_set_up_commands_come_first_and_the_test_block_is_kept():
