@@ -85,9 +85,11 @@ def rescore_customers(conn: Connection, tenant_id: str, customer_ids: Iterable[s
     settings = settings or get_settings(conn, tenant_id)
     rules = Rules.from_settings(settings)
     query = _facts_query(conn)
+    inserted, known_orders = inserted or {}, known_orders or {}
     planned: list[tuple[str, str, Any]] = []
     for customer_id in ids:
-        row = (inserted or {}).get(customer_id)
+        row = inserted.get(customer_id)
+        orders = known_orders.get(customer_id) if row is not None else None
         if row is None:  # a stored customer, read as the held updates leave it
             HELD_SCORES.write(conn)
             row = conn.execute(_LOCKED_ROW, {"tenant": tenant_id,
@@ -95,8 +97,7 @@ def rescore_customers(conn: Connection, tenant_id: str, customer_ids: Iterable[s
         if row is None or row.redacted_at is not None:
             continue
         facts = None
-        orders = (known_orders or {}).get(customer_id)
-        if orders is not None and (inserted or {}).get(customer_id) is row:
+        if orders is not None:
             facts = known_facts(row, orders, base_currency=settings.base_currency, rules=rules,
                                 now=now)
         if facts is None:

@@ -8,9 +8,8 @@ them; inside :meth:`HeldWrites.holding` the writers append their rows instead
 or at :meth:`HeldWrites.write` (which anything that must read them calls first). Rows of work
 rolled back to a savepoint are forgotten with :meth:`HeldWrites.drop`, so a caller that rolls
 back to savepoints writes what is held before each one begins: what the work inside writes out
-of the held rows is then only its own. The rows belong to the
-transaction that began holding them; on an exception nothing is written (the transaction must
-roll back).
+of the held rows is then only its own. The rows belong to the transaction that began holding
+them; on an exception nothing is written (the transaction must roll back).
 """
 
 from __future__ import annotations
