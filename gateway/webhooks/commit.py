@@ -1,20 +1,25 @@
 """Group commit for the accept path: concurrent posts in one process share one transaction.
 
-A request thread hands its post to :meth:`GroupCommitter.accept` and waits; one writer thread
-per process takes every post waiting at that moment, inserts them in one write transaction
-(:func:`gateway.webhooks.inbox.accept_many`: one multi-row INSERT) and commits it, then wakes each
-request with what became of its post. So the answer (a 202, or a 200 for a repeated
-webhook-id) still comes only after its row is committed, but N concurrent posts cost one
-commit (one SQLite write lock, one PostgreSQL WAL flush) instead of N. Nothing waits on
-purpose: a batch is whatever arrived while the previous one was being committed, one post when
-the process is quiet.
+A request thread hands its post to :meth:`GroupCommitter.accept`. When no commit is under way
+it leads: it inserts every post waiting at that moment (its own among them) in one write
+transaction (:func:`gateway.webhooks.inbox.accept_many`: one multi-row INSERT) and commits it.
+Posts that arrive while a commit is under way wait; the leader wakes each with what became of
+its post, and when its own is answered, hands the lead to the oldest post still waiting, which
+commits the next batch. So the answer (a 202, or a 200 for a repeated webhook-id) still comes
+only after its row is committed, N concurrent posts cost one commit (one SQLite write lock,
+one PostgreSQL WAL flush) instead of N, and a post arriving at a quiet moment is committed by
+its own thread, with no hand-off to another thread and back. Nothing waits on purpose: a batch
+is whatever arrived while the previous one was being committed, one post when the process is
+quiet.
 
 A batch whose transaction fails is retried one post a transaction, so one post the database
 refuses does not take the others with it; each request then gets its own outcome (the error,
-re-raised in the request thread, or its row).
+re-raised in the request thread, or its row). A post that waits longer than
+:data:`WAIT_SECONDS` is withdrawn if it is still waiting (so it is not stored: the 503 is
+true), or else answered 503 while its batch's commit goes on.
 
-The writer thread is started on first use in the process that uses it (so a committer made
-before a fork, in a gunicorn master, starts afresh in each worker).
+The state is per process: a committer inherited through a fork (a gunicorn master's) starts
+afresh in the child, without the parent's queue or connection.
 """
 
 from __future__ import annotations
@@ -42,16 +47,22 @@ WAIT_SECONDS = 60.0
 
 
 class CommitUnavailable(Exception):
-    """The post's commit did not finish within :data:`WAIT_SECONDS` (it may still land; the
-    sender's retry is then answered as a duplicate)."""
+    """The post's commit did not finish within :data:`WAIT_SECONDS`."""
 
 
 @dataclass(eq=False)
 class _Post:
     post: inbox.NewPost
-    done: threading.Event = field(default_factory=threading.Event)
+    #: Set when the post is answered (``finished``) or is to lead the next commit (``leads``).
+    wake: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False
+    leads: bool = False
     result: inbox.Accepted | None = None
     error: BaseException | None = None
+
+    def finish(self, result: inbox.Accepted | None, error: BaseException | None) -> None:
+        self.result, self.error, self.finished = result, error, True
+        self.wake.set()
 
 
 class GroupCommitter:
@@ -60,10 +71,11 @@ class GroupCommitter:
     def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH,
                  wait_seconds: float = WAIT_SECONDS) -> None:
         self.engine, self.max_batch, self.wait_seconds = engine, max_batch, wait_seconds
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards the queue, the lead and the process id
         self._queue: list[_Post] = []
+        self._leading = False
         self._pid: int | None = None
-        self._conn: Connection | None = None  # SQLite: the writer thread's own
+        self._conn: Connection | None = None  # SQLite: the leaders' own, one at a time
         #: Batches committed, the posts in them and the seconds their transactions took
         #: (for the benchmark).
         self.batches = 0
@@ -75,41 +87,67 @@ class GroupCommitter:
         """Store the post (as :func:`gateway.webhooks.inbox.accept`), committed on return."""
         post = _Post(inbox.NewPost(tenant_id, webhook_id, topic, fmt, body, received_at))
         with self._cond:
-            self._ensure_writer()
+            self._forget_parent()
             self._queue.append(post)
-            self._cond.notify()
-        if not post.done.wait(self.wait_seconds):
-            raise CommitUnavailable("the inbox commit did not finish in time")
+            follows, self._leading = self._leading, True
+        if follows:
+            self._follow(post)
+        if not post.finished:
+            self._lead(post)
         if post.error is not None:
             raise post.error
         assert post.result is not None
         return post.result
 
-    def _ensure_writer(self) -> None:
-        """Start this process's writer thread (the caller holds ``_cond``)."""
-        if self._pid == os.getpid():
-            return
-        # Posts queued and a connection opened before a fork are not this process's (the
-        # connection is dropped, not closed: closing a SQLite file inherited from the parent
-        # would release the parent's locks on it).
-        self._pid, self._queue, self._conn = os.getpid(), [], None
-        threading.Thread(target=self._run, name="webhook-commit", daemon=True).start()
+    def _forget_parent(self) -> None:
+        """In a process forked from the one that made this committer, drop the parent's queue,
+        lead and connection (the caller holds ``_cond``). The connection is dropped, not
+        closed: closing a SQLite file inherited from the parent would release the parent's
+        locks on it."""
+        if self._pid != os.getpid():
+            self._pid, self._queue, self._leading, self._conn = os.getpid(), [], False, None
 
-    def _run(self) -> None:
+    def _follow(self, post: _Post) -> None:
+        """Wait until ``post`` is answered or is to lead; on the deadline, withdraw it if it is
+        still queued, and raise :class:`CommitUnavailable`."""
+        deadline = time.monotonic() + self.wait_seconds
         while True:
+            post.wake.wait(max(0.0, deadline - time.monotonic()))
             with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                batch = self._queue[:self.max_batch]
-                del self._queue[:self.max_batch]
-            try:
-                self._commit(batch)
-            except BaseException as exc:  # never leave a request waiting for nothing
-                log.exception("the webhook commit thread failed")
-                for post in batch:
-                    if not post.done.is_set():
-                        post.error = exc
-                        post.done.set()
+                if post.finished or post.leads:
+                    return
+                if time.monotonic() < deadline:
+                    continue
+                if post in self._queue:
+                    self._queue.remove(post)
+                    raise CommitUnavailable("the inbox commit did not start in time; the post "
+                                            "was not stored")
+            raise CommitUnavailable("the inbox commit did not finish in time (it may still "
+                                    "land: a retry is then answered as a duplicate)")
+
+    def _lead(self, own: _Post) -> None:
+        """Commit the waiting posts a batch at a time until ``own`` is answered, then hand the
+        lead to the oldest post still waiting (or give it up)."""
+        try:
+            while not own.finished:
+                with self._cond:
+                    batch = self._queue[:self.max_batch]
+                    del self._queue[:self.max_batch]
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # never leave a request waiting for nothing
+                    log.exception("a webhook inbox commit failed")
+                    for post in batch:
+                        if not post.finished:
+                            post.finish(None, exc)
+                    raise
+        finally:
+            with self._cond:
+                if self._queue:
+                    self._queue[0].leads = True
+                    self._queue[0].wake.set()
+                else:
+                    self._leading = False
 
     def _commit(self, batch: list[_Post]) -> None:
         started = time.perf_counter()
@@ -122,23 +160,20 @@ class GroupCommitter:
                     self._commit([post])
                 return
             log.warning("committing a webhook post failed: %s", type(exc).__name__)
-            batch[0].error = exc
-            batch[0].done.set()
+            batch[0].finish(None, exc)
             return
         self.batches += 1
         self.posts += len(batch)
         self.seconds += time.perf_counter() - started
         for post, result in zip(batch, results):
-            post.result = result
-            post.done.set()
-
+            post.finish(result, None)
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """A write transaction, committed at the end of the block. On SQLite, on a connection
-        of the writer's own whose busy timeout is 0, so that the write lock is polled for
-        (:func:`gateway.store.db.begin_immediate`) without switching the timeout for each
-        transaction."""
+        of the committer's own (used by one leader at a time) whose busy timeout is 0, so that
+        the write lock is polled for (:func:`gateway.store.db.begin_immediate`) without
+        switching the timeout for each transaction."""
         if self.engine.dialect.name != "sqlite":
             with write_transaction(self.engine) as conn:
                 yield conn

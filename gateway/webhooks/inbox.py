@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Sequence
 
 from sqlalchemy import Connection, bindparam, delete, func, select, tuple_
@@ -110,18 +111,56 @@ class NewPost:
         return self.tenant_id, self.webhook_id
 
 
-_MANY_STATEMENTS: dict[str, Any] = {}
+#: The columns :func:`accept_many` writes, in its statement's order.
+_POST_COLUMNS = ("tenant_id", "webhook_id", "topic", "format", "body", "received_at")
+#: The most posts one statement of :func:`accept_many` inserts (6 parameters each, far below
+#: SQLite's and PostgreSQL's limits on a statement's parameters).
+_MANY_CHUNK = 500
 
 
-def _accept_many_statement(conn: Connection) -> Any:
-    """:func:`_accept_statement` returning each new row's key too: executed with a list of
-    parameter sets it is one multi-row INSERT (SQLAlchemy's "insertmanyvalues")."""
-    stmt = _MANY_STATEMENTS.get(conn.dialect.name)
-    if stmt is None:
-        stmt = _accept_statement(conn).returning(webhook_inbox.c.tenant_id,
-                                                 webhook_inbox.c.webhook_id)
-        _MANY_STATEMENTS[conn.dialect.name] = stmt
-    return stmt
+@lru_cache(maxsize=64)
+def _accept_many_sql(paramstyle: str, rows: int) -> str:
+    """The multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING of ``rows`` posts, in the
+    driver's own parameter style."""
+    mark = "?" if paramstyle == "qmark" else "%s"
+    row = "(" + ", ".join([mark] * len(_POST_COLUMNS)) + ", 'pending', 0)"
+    return (f"INSERT INTO {webhook_inbox.name} ({', '.join(_POST_COLUMNS)}, state, attempts) "
+            f"VALUES {', '.join([row] * rows)} ON CONFLICT (tenant_id, webhook_id) DO NOTHING "
+            "RETURNING id, tenant_id, webhook_id")
+
+
+_TIME_BINDERS: dict[str, Any] = {}
+
+
+def _time_binder(dialect: Any) -> Any:
+    """``received_at``'s bind processing on ``dialect`` (UTCDateTime's, then the driver
+    type's), taken from the column's type once per dialect."""
+    found = _TIME_BINDERS.get(dialect.name)
+    if found is None:
+        column_type = webhook_inbox.c.received_at.type
+        found = column_type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        _TIME_BINDERS[dialect.name] = found
+    return found
+
+
+def _insert_posts(conn: Connection, posts: Sequence[NewPost]) -> dict[tuple[str, str], int]:
+    """Insert ``posts`` (as pending) where their webhook-id is new; the new rows' ids by key.
+
+    The accept path's hot statement, so it is SQL built once per row count and executed as
+    the driver's (:meth:`~sqlalchemy.engine.Connection.exec_driver_sql`: no compiling, no
+    processing of each parameter set; its errors are still SQLAlchemy's)."""
+    bind_time, made = _time_binder(conn.dialect), {}
+    for start in range(0, len(posts), _MANY_CHUNK):
+        chunk = posts[start:start + _MANY_CHUNK]
+        values: list[Any] = []
+        for p in chunk:
+            values += (p.tenant_id, p.webhook_id, p.topic, p.format, p.body,
+                       bind_time(p.received_at))
+        rows = conn.exec_driver_sql(_accept_many_sql(conn.dialect.paramstyle, len(chunk)),
+                                    tuple(values))
+        for entry_id, tenant_id, webhook_id in rows:
+            made[(tenant_id, webhook_id)] = int(entry_id)
+    return made
 
 
 def accept_many(conn: Connection, posts: Sequence[NewPost]) -> list[Accepted]:
@@ -130,12 +169,7 @@ def accept_many(conn: Connection, posts: Sequence[NewPost]) -> list[Accepted]:
     with the same tenant and webhook-id, the first is stored and the second is its duplicate."""
     if not posts:
         return []
-    made: dict[tuple[str, str], int] = {}
-    rows = conn.execute(_accept_many_statement(conn), [
-        {"tenant_id": p.tenant_id, "webhook_id": p.webhook_id, "topic": p.topic,
-         "format": p.format, "body": p.body, "received_at": p.received_at} for p in posts])
-    for row in rows:
-        made[(row.tenant_id, row.webhook_id)] = int(row.id)
+    made = _insert_posts(conn, posts)
     missing = {p.key for p in posts} - made.keys()
     earlier: dict[tuple[str, str], tuple[int, str]] = {}
     if missing:

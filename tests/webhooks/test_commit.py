@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.store.db import write_transaction
 from gateway.store.types import utcnow
 from gateway.webhooks import drain, inbox
-from gateway.webhooks.commit import GroupCommitter
+from gateway.webhooks.commit import CommitUnavailable, GroupCommitter
 from tests.webhooks.conftest import body_of, order
 
 
@@ -115,6 +115,29 @@ def test_a_post_the_database_refuses_fails_alone(engine, signed_tenant, monkeypa
     with engine.connect() as conn:
         stored = {e.webhook_id for e in inbox.list_entries(conn, tenant)}
     assert {"r-0", "r-1"} <= stored and "r-2" not in stored
+
+
+def test_a_post_that_waits_too_long_is_withdrawn_and_the_next_ones_are_committed(
+        engine, signed_tenant, monkeypatch):
+    held = HeldWriter(monkeypatch)
+    committer = GroupCommitter(engine, wait_seconds=0.2)
+    tenant = signed_tenant.id
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(committer.accept, tenant, "w-0", "orders", "canonical", "{}",
+                            received_at=utcnow())
+        assert held.entered.wait(60)  # the leader's commit is held: the next post must wait
+        with pytest.raises(CommitUnavailable, match="not stored"):
+            committer.accept(tenant, "w-1", "orders", "canonical", "{}", received_at=utcnow())
+        assert queued(committer) == 0
+        held.release()
+        assert not first.result(60).duplicate
+    later = committer.accept(tenant, "w-2", "orders", "canonical", "{}", received_at=utcnow())
+    assert not later.duplicate  # the lead was given up, not lost
+    with engine.connect() as conn:
+        stored = {e.webhook_id for e in inbox.list_entries(conn, tenant)}
+    assert stored == {"w-0", "w-2"}
+    retried = committer.accept(tenant, "w-1", "orders", "canonical", "{}", received_at=utcnow())
+    assert not retried.duplicate  # the sender's retry of the withdrawn post is stored once
 
 
 def test_the_writer_starts_afresh_in_a_forked_process(engine, signed_tenant):
