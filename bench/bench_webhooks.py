@@ -10,9 +10,12 @@ threads, 127.0.0.1; ``--worker-class sync`` for the old setting) on this module'
 :func:`serve_app` (the app with the webhook limits raised out of the way) and one drainer
 process (as a worker process would run it), and loads it with ``wrk`` at each of
 ``--connections``: first ``GET /healthz``, then signed ``POST /webhooks/{tenant}/orders``, one
-new order per post. wrk cannot compute an HMAC, so every post is signed here beforehand (a
-unique webhook-id and order each, timestamps fresh) and wrk's Lua walks the list; a run that
-exhausts it reports the repeats (answered 200 as duplicates) and is too short to count.
+new order per post, in ``--rounds`` alternated runs of each (so that the machine's speed,
+which drifts on a shared VM from one second to the next, falls on both alike; the rates are
+the rounds' sums). wrk cannot compute an HMAC, so every post is signed here beforehand (a
+unique webhook-id and order each, timestamps fresh) and wrk's Lua walks the list, each round
+further on; a run that exhausts it reports the repeats (answered 200 as duplicates) and is
+too short to count.
 A 202 is answered only after the inbox row is committed. Peak memory is each process's
 high-water RSS (``VmHWM``). Each gunicorn worker prints, at its exit, how many posts its
 commits carried. Then the server is stopped and the drainer, alone, is watched for
@@ -60,7 +63,7 @@ function setup(thread)
   thread:set("first", threads)
 end
 function init(args)
-  index = first - 2
+  index = first - 2 + tonumber(args[1] or "0")
 end
 function request()
   index = index + 2
@@ -164,11 +167,13 @@ def _signed_requests(path: str, secret: str, count: int, tag: str) -> str:
 
 
 def _wrk(port: int, connections: int, seconds: float, script: str | None,
-         what: str) -> tuple[Figures, str]:
+         what: str, skip: int = 0) -> tuple[Figures, str]:
+    """One wrk run; with ``script``, its requests start ``skip`` into the signed list."""
     command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds:g}s", "--latency"]
     if script:
         command += ["-s", script]
-    out = subprocess.run(command + [f"http://127.0.0.1:{port}/healthz"], capture_output=True,
+    url = [f"http://127.0.0.1:{port}/healthz"] + (["--", str(skip)] if script else [])
+    out = subprocess.run(command + url, capture_output=True,
                          text=True, check=True, timeout=seconds + 120).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))
     duration = re.search(r"\d+ requests in ([\d.]+)(m?s|m)\b", out)
@@ -196,12 +201,22 @@ def _cpu_seconds(master_pid: int) -> float:
     return total / ticks
 
 
-def _measured(server_pid: int, *wrk_args) -> Figures:  # noqa: ANN002
+def _measured(server_pid: int, *wrk_args, **wrk_kwargs) -> Figures:  # noqa: ANN002, ANN003
     """:func:`_wrk`'s figures with the server's CPU time over the run."""
     before = _cpu_seconds(server_pid)
-    figures, _ = _wrk(*wrk_args)
+    figures, _ = _wrk(*wrk_args, **wrk_kwargs)
     figures.server_cpu = _cpu_seconds(server_pid) - before
     return figures
+
+
+def _combined(rounds: list[Figures]) -> Figures:
+    """Rounds of one load as one figure: requests, seconds and CPU summed, the median of the
+    rounds' p50s and the largest of their p99s."""
+    p50s = sorted(f.p50_ms for f in rounds)
+    return Figures(rounds[0].what, rounds[0].connections, sum(f.requests for f in rounds),
+                   sum(f.seconds for f in rounds), p50s[len(p50s) // 2],
+                   max(f.p99_ms for f in rounds), sum(f.non_2xx for f in rounds),
+                   sum(f.server_cpu for f in rounds))
 
 
 def _tree_rss(master_pid: int) -> list[tuple[int, float]]:
@@ -360,9 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"],
                         help="gthread (gateway/gunicorn_conf.py) shares commits; sync cannot")
     parser.add_argument("--threads", type=int, default=16, help="per gthread worker")
-    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds of each load (/healthz, posts) per connection count")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="the duration in this many alternated /healthz and post runs "
+                             "(whole seconds each)")
     parser.add_argument("--connections", type=int, nargs="+", default=[10, 50])
-    parser.add_argument("--pool", type=int, default=20_000, help="signed posts per run")
+    parser.add_argument("--pool", type=int, default=60_000,
+                        help="signed posts per connection count (twice what is sent)")
     parser.add_argument("--no-drainer", action="store_true")
     parser.add_argument("--drain-seconds", type=float, default=10.0,
                         help="after the load, how long to watch the drainer alone")
@@ -393,19 +413,25 @@ def main(argv: list[str] | None = None) -> int:
             _wait_until_up(port, server)
             load = os.getloadavg()[0]
             _wrk(port, 10, 2, None, "warm")
+            rounds = max(1, min(args.rounds, int(args.duration)))
+            seconds = max(1, round(args.duration / rounds))
             for connections in args.connections:
-                results.append(_measured(server.pid, port, connections, args.duration, None,
-                                         "/healthz"))
                 lua = Path(folder) / f"requests-{connections}.lua"
                 lua.write_text(_signed_requests(path, secret, args.pool, f"c{connections}"))
                 script = Path(folder) / f"wrk-{connections}.lua"
                 script.write_text(LUA.replace("REQUESTS", _lua_string(str(lua))))
-                figures = _measured(server.pid, port, connections, args.duration, str(script),
-                                    "signed post")
-                if figures.requests > args.pool:
-                    print(f"  the pool of {args.pool} ran out: {figures.requests} requests",
-                          file=sys.stderr)
-                results.append(figures)
+                health, posts = [], []
+                for _ in range(rounds):  # alternated, so that a drift of the machine's speed
+                    health.append(_measured(server.pid, port, connections, seconds, None,
+                                            "/healthz"))  # falls on both alike
+                    posts.append(_measured(server.pid, port, connections, seconds,
+                                           str(script), "signed post",
+                                           skip=2 * sum(f.requests for f in posts)))
+                figures = _combined(posts)  # (a round's two wrk threads may not share its
+                if 2 * figures.requests > args.pool:  # requests evenly: twice, to be sure)
+                    print(f"  the pool of {args.pool} ran out: {figures.requests} requests "
+                          "(some were repeats, answered as duplicates)", file=sys.stderr)
+                results += [_combined(health), figures]
             rss = _tree_rss(server.pid)
             if drainer is not None:
                 rss += [(drainer.pid, r) for _, r in _tree_rss(drainer.pid)[:1]]
@@ -441,9 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     kind = (f"gthread workers x {args.threads} threads" if args.worker_class == "gthread"
             else "sync workers")
     print(f"webhooks under gunicorn: {args.workers} {kind}, {database}, "
-          f"{'a drainer process' if drainer else 'no drainer'}; wrk -t2, {args.duration:g} s "
-          f"per run; python {platform.python_version()}, {os.cpu_count()} cores; load average "
-          f"{load:.2f} at start")
+          f"{'a drainer process' if drainer else 'no drainer'}; wrk -t2, {rounds} rounds of "
+          f"{seconds} s of each load; python {platform.python_version()}, "
+          f"{os.cpu_count()} cores; load average {load:.2f} at start")
     print(f"{'what':<14}{'conns':>6}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'non-2xx':>9}{'server CPU ms/req':>19}")
     for fig in results:

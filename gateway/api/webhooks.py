@@ -181,9 +181,9 @@ def _post_docs(keyed: bool):  # noqa: ANN202 - a decorator factory
         blp.error_response(413, "the body is larger than GATEWAY_MAX_BODY_BYTES"),
         blp.error_response(415, "a topic or format not in ingest's table (names the accepted "
                                 "formats), or a body not sent as JSON"),
-        blp.error_response(503, "the post's commit did not finish in time (it may have "
-                                "landed: a retry is then answered as a duplicate)",
-                           _RETRY_HEADERS),
+        blp.error_response(503, "the post's commit did not finish in time: it was not "
+                                "stored, or (the message says which) it may still land, and "
+                                "a retry is then answered as a duplicate", _RETRY_HEADERS),
     ]
     if not keyed:  # a keyed post's 429 is documented with its key's (key_responses)
         docs.append(blp.error_response(429, "over the sender's or the tenant's posts a minute",

@@ -179,18 +179,26 @@ def begin_immediate(conn: Connection) -> None:
     :data:`LOCK_WAIT_SECONDS`). SQLite's own busy handler sleeps up to 100 ms between tries,
     and so misses the short gaps a busy writer (the webhook drainer) leaves between its
     transactions. Used by the accept path's group commit, on a connection of its own; other
-    writers keep the busy handler (polling from every writer starved some of them)."""
+    writers keep the busy handler (polling from every writer starved some of them).
+
+    The tries go to the driver's connection (a refused one costs a few microseconds instead
+    of SQLAlchemy's handling of an error); the last, at the deadline, goes through ``conn``,
+    so that a lock never freed raises SQLAlchemy's :class:`OperationalError` as before."""
+    driver = conn.connection.driver_connection
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while True:
+    while time.monotonic() < deadline:
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            driver.execute("BEGIN IMMEDIATE")
             return
-        except OperationalError as exc:
-            conn.rollback()
-            busy = getattr(exc.orig, "sqlite_errorcode", None) in _SQLITE_BUSY
-            if not busy or time.monotonic() > deadline:
-                raise
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in _SQLITE_BUSY:
+                break  # not the lock: raised below, as SQLAlchemy's
         time.sleep(LOCK_POLL_SECONDS)
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except OperationalError:
+        conn.rollback()
+        raise
 
 
 @contextmanager

@@ -1,15 +1,16 @@
 """Group commit for the accept path: concurrent posts in one process share one transaction.
 
 A request thread hands its post to :meth:`GroupCommitter.accept`. When no commit is under way
-it leads: it inserts every post waiting at that moment (its own among them) in one write
-transaction (:func:`gateway.webhooks.inbox.accept_many`: one multi-row INSERT) and commits it.
-Posts that arrive while a commit is under way wait; the leader wakes each with what became of
-its post, and when its own is answered, hands the lead to the oldest post still waiting, which
-commits the next batch. So the answer (a 202, or a 200 for a repeated webhook-id) still comes
-only after its row is committed, N concurrent posts cost one commit (one SQLite write lock,
-one PostgreSQL WAL flush) instead of N, and a post arriving at a quiet moment is committed by
-its own thread, with no hand-off to another thread and back. Nothing waits on purpose: a batch
-is whatever arrived while the previous one was being committed, one post when the process is
+(on PostgreSQL: fewer than :data:`SERVER_LEADERS`) it leads: it inserts every post waiting at
+that moment (its own among them) in one write transaction
+(:func:`gateway.webhooks.inbox.accept_many`: one multi-row INSERT) and commits it. Posts that
+arrive while the commits are under way wait; a leader wakes each post of its batch with what
+became of it, then hands the lead to the oldest post still waiting, which commits the next
+batch. So the answer (a 202, or a 200 for a repeated webhook-id) still comes only after its
+row is committed, N concurrent posts cost one commit (one SQLite write lock, one PostgreSQL
+WAL flush) instead of N, and a post arriving at a quiet moment is committed by its own
+thread, with no hand-off to another thread and back. Nothing waits on purpose: a batch is
+whatever arrived while the previous one was being committed, one post when the process is
 quiet.
 
 A batch whose transaction fails is retried one post a transaction, so one post the database
@@ -35,15 +36,21 @@ from typing import Iterator
 
 from sqlalchemy import Connection, Engine
 
-from gateway.store.db import LOCK_WAIT_SECONDS, begin_immediate, write_transaction
+from gateway.store.db import LOCK_WAIT_SECONDS, begin_immediate
 from gateway.webhooks import inbox
 
 log = logging.getLogger(__name__)
 
-#: The most posts one transaction takes (the rest wait for the next one).
+#: The most posts one transaction takes (the rest wait for the next one); one INSERT of
+#: :func:`gateway.webhooks.inbox.accept_many` takes them all.
 MAX_BATCH = 256
+#: Server connections a forked process inherited from its parent's committer (see
+#: :meth:`GroupCommitter._forget_parent`).
+_INHERITED: list[Connection] = []
 #: How long a request waits for its batch's commit before it gives up (and answers 503).
 WAIT_SECONDS = 60.0
+#: Commits under way at once on a database server (PostgreSQL); SQLite has one.
+SERVER_LEADERS = 4
 
 
 class CommitUnavailable(Exception):
@@ -66,16 +73,26 @@ class _Post:
 
 
 class GroupCommitter:
-    """Inserts concurrent posts into the inbox in shared transactions (see the module)."""
+    """Inserts concurrent posts into the inbox in shared transactions (see the module).
+
+    ``max_leaders`` is how many commits may be under way at once on a database server
+    (:data:`SERVER_LEADERS` unless given; always one on SQLite, which has one write lock and
+    whose leader uses the committer's one connection), whose own group commit makes
+    concurrent transactions share a WAL flush (so a post need not wait for the commit before
+    its own to end)."""
 
     def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH,
-                 wait_seconds: float = WAIT_SECONDS) -> None:
-        self.engine, self.max_batch, self.wait_seconds = engine, max_batch, wait_seconds
-        self._cond = threading.Condition()  # guards the queue, the lead and the process id
+                 wait_seconds: float = WAIT_SECONDS, max_leaders: int | None = None) -> None:
+        self.engine, self.wait_seconds = engine, wait_seconds
+        self.max_batch = min(max_batch, inbox.MAX_ROWS_A_STATEMENT)  # one INSERT a batch
+        self.max_leaders = 1 if engine.dialect.name == "sqlite" else \
+            max_leaders or SERVER_LEADERS
+        self._cond = threading.Condition()  # guards the queue, the leads and the process id
         self._queue: list[_Post] = []
-        self._leading = False
+        self._leaders = 0  # commits under way, and posts told to lead the next ones
         self._pid: int | None = None
-        self._conn: Connection | None = None  # SQLite: the leaders' own, one at a time
+        self._conn: Connection | None = None  # SQLite: the leader's own
+        self._idle: list[Connection] = []  # a server's: the leaders', between their batches
         #: Batches committed, the posts in them and the seconds their transactions took
         #: (for the benchmark).
         self.batches = 0
@@ -86,14 +103,18 @@ class GroupCommitter:
                received_at: datetime) -> inbox.Accepted:
         """Store the post (as :func:`gateway.webhooks.inbox.accept`), committed on return."""
         post = _Post(inbox.NewPost(tenant_id, webhook_id, topic, fmt, body, received_at))
+        deadline = time.monotonic() + self.wait_seconds
         with self._cond:
             self._forget_parent()
             self._queue.append(post)
-            follows, self._leading = self._leading, True
-        if follows:
-            self._follow(post)
-        if not post.finished:
-            self._lead(post)
+            leads = self._leaders < self.max_leaders
+            self._leaders += leads
+        while True:
+            if leads:
+                self._lead()
+            if post.finished:
+                break
+            leads = self._follow(post, deadline)
         if post.error is not None:
             raise post.error
         assert post.result is not None
@@ -101,21 +122,26 @@ class GroupCommitter:
 
     def _forget_parent(self) -> None:
         """In a process forked from the one that made this committer, drop the parent's queue,
-        lead and connection (the caller holds ``_cond``). The connection is dropped, not
+        leads and connection (the caller holds ``_cond``). The connection is dropped, not
         closed: closing a SQLite file inherited from the parent would release the parent's
         locks on it."""
         if self._pid != os.getpid():
-            self._pid, self._queue, self._leading, self._conn = os.getpid(), [], False, None
+            _INHERITED.extend(self._idle)  # kept, never used: closing would end the parent's
+            self._pid, self._queue, self._leaders, self._conn = os.getpid(), [], 0, None
+            self._idle = []
 
-    def _follow(self, post: _Post) -> None:
-        """Wait until ``post`` is answered or is to lead; on the deadline, withdraw it if it is
-        still queued, and raise :class:`CommitUnavailable`."""
-        deadline = time.monotonic() + self.wait_seconds
+    def _follow(self, post: _Post, deadline: float) -> bool:
+        """Wait until ``post`` is answered (False) or is to lead (True); at the deadline,
+        withdraw it if it is still queued, and raise :class:`CommitUnavailable`."""
         while True:
             post.wake.wait(max(0.0, deadline - time.monotonic()))
+            post.wake.clear()  # before the flags are read: a later finish() sets it again
             with self._cond:
-                if post.finished or post.leads:
-                    return
+                if post.finished:
+                    return False
+                if post.leads:
+                    post.leads = False
+                    return True
                 if time.monotonic() < deadline:
                     continue
                 if post in self._queue:
@@ -125,29 +151,30 @@ class GroupCommitter:
             raise CommitUnavailable("the inbox commit did not finish in time (it may still "
                                     "land: a retry is then answered as a duplicate)")
 
-    def _lead(self, own: _Post) -> None:
-        """Commit the waiting posts a batch at a time until ``own`` is answered, then hand the
-        lead to the oldest post still waiting (or give it up)."""
+    def _lead(self) -> None:
+        """Commit the oldest waiting posts (at most :attr:`max_batch`), then hand the lead to
+        the oldest post still waiting that is not already told to lead, or give it up."""
         try:
-            while not own.finished:
-                with self._cond:
-                    batch = self._queue[:self.max_batch]
-                    del self._queue[:self.max_batch]
-                try:
+            with self._cond:
+                batch = self._queue[:self.max_batch]
+                del self._queue[:self.max_batch]
+            try:
+                if batch:  # none when another leader took them all
                     self._commit(batch)
-                except BaseException as exc:  # never leave a request waiting for nothing
-                    log.exception("a webhook inbox commit failed")
-                    for post in batch:
-                        if not post.finished:
-                            post.finish(None, exc)
-                    raise
+            except BaseException as exc:  # never leave a request waiting for nothing
+                log.exception("a webhook inbox commit failed")
+                for post in batch:
+                    if not post.finished:
+                        post.finish(None, exc)
+                raise
         finally:
             with self._cond:
-                if self._queue:
-                    self._queue[0].leads = True
-                    self._queue[0].wake.set()
+                heir = next((p for p in self._queue if not p.leads), None)
+                if heir is None:
+                    self._leaders -= 1
                 else:
-                    self._leading = False
+                    heir.leads = True
+                    heir.wake.set()
 
     def _commit(self, batch: list[_Post]) -> None:
         started = time.perf_counter()
@@ -162,9 +189,10 @@ class GroupCommitter:
             log.warning("committing a webhook post failed: %s", type(exc).__name__)
             batch[0].finish(None, exc)
             return
-        self.batches += 1
-        self.posts += len(batch)
-        self.seconds += time.perf_counter() - started
+        with self._cond:
+            self.batches += 1
+            self.posts += len(batch)
+            self.seconds += time.perf_counter() - started
         for post, result in zip(batch, results):
             post.finish(result, None)
 
@@ -175,7 +203,7 @@ class GroupCommitter:
         the write lock is polled for (:func:`gateway.store.db.begin_immediate`) without
         switching the timeout for each transaction."""
         if self.engine.dialect.name != "sqlite":
-            with write_transaction(self.engine) as conn:
+            with self._server_connection() as conn:
                 yield conn
             return
         conn = self._sqlite_connection()
@@ -186,6 +214,26 @@ class GroupCommitter:
         except BaseException:
             self._drop_sqlite_connection()
             raise
+
+    @contextmanager
+    def _server_connection(self) -> Iterator[Connection]:
+        """On a database server, a connection of the committer's own (one a leader at a time)
+        in autocommit: a batch is one INSERT (:data:`MAX_BATCH` posts fit in one statement),
+        so that statement is its transaction, committed when it returns: one round trip
+        instead of BEGIN, INSERT and COMMIT, and no pool check-out and ping a batch. One that
+        fails goes back to the pool (which resets it, or throws it away)."""
+        with self._cond:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield conn
+            conn.commit()  # ends SQLAlchemy's own (autobegun) transaction; nothing is sent
+        except BaseException:
+            conn.close()
+            raise
+        with self._cond:
+            self._idle.append(conn)
 
     def _sqlite_connection(self) -> Connection:
         if self._conn is None:

@@ -51,12 +51,22 @@ SQLITE_SLICE_SECONDS = 0.02
 #: steps; 0 leaves it), so that under a burst the accept path gets the CPU first and the
 #: inbox is ingested with what is left (see :func:`run_forever`).
 NICE = 10
-#: On SQLite, the shortest pause between two drain transactions: the accept path's writers,
-#: waiting for the one write lock (see :mod:`gateway.webhooks.commit`), take it in that gap.
-#: While posts keep arriving the pause is as long as the transaction was (the lock is the
-#: accept path's half the time); otherwise a quarter of it, long enough for a writer asleep in
-#: SQLite's busy handler (up to 100 ms between tries; the relay worker) to find it free.
+#: On SQLite, the shortest pause between two drain transactions when no posts are arriving:
+#: long enough for a writer asleep in SQLite's busy handler (up to 100 ms between tries; the
+#: relay worker) to find the write lock free (the pause is a quarter of the transaction, at
+#: least this).
 SQLITE_PAUSE_SECONDS = 0.003
+#: While posts keep arriving faster than the drainer could ingest them in half its time (a
+#: burst), it takes this share of the time and pauses for the rest: accepting a post is what
+#: the sender waits for, ingesting it is several times the work and nobody waits for it, so
+#: under a burst the inbox grows and is ingested once the burst is over (the CPU priority,
+#: :data:`NICE`, does not reach the database's work, nor SQLite's one write lock).
+BURST_SHARE = 0.2
+#: Below a burst, while posts arrive, it takes enough of the time to ingest them this many
+#: times over (and at least :data:`BURST_SHARE`), so that the inbox does not grow.
+KEEP_UP_MARGIN = 1.5
+#: The longest of those pauses (a slow transaction does not put the drainer to sleep for long).
+MAX_PAUSE_SECONDS = 1.0
 
 
 @dataclass
@@ -127,7 +137,8 @@ def _slice_seconds(runtime: Runtime, arriving: bool) -> float:
 
 class _Pace:
     """How many posts fit in a drain transaction's time slice, from how long the last ones
-    took (a moving average of the seconds a post; :data:`FIRST_BATCH` to start with)."""
+    took (a moving average of the seconds a post; :data:`FIRST_BATCH` to start with), and
+    what share of the time the drainer takes while posts arrive (:meth:`share`)."""
 
     def __init__(self) -> None:
         self.seconds_a_post: float | None = None
@@ -136,6 +147,17 @@ class _Pace:
         if self.seconds_a_post is None:
             return min(most, FIRST_BATCH)
         return max(1, min(most, int(budget / self.seconds_a_post)))
+
+    def share(self, arrivals_a_second: float) -> float:
+        """The share of the time to drain in while posts arrive at this rate: enough to keep
+        up with them (:data:`KEEP_UP_MARGIN`), unless they need more than half of the
+        drainer's time (a burst: :data:`BURST_SHARE`)."""
+        if arrivals_a_second <= 0:
+            return 1.0
+        need = arrivals_a_second * (self.seconds_a_post or 0.0)
+        if need > 0.5:
+            return BURST_SHARE
+        return min(1.0, max(BURST_SHARE, KEEP_UP_MARGIN * need))
 
     def took(self, seconds: float, posts: int) -> None:
         if posts:
@@ -211,17 +233,18 @@ def drain_batch(runtime: Runtime, size: int = BATCH, *, arriving: bool = False,
 def drain_inbox(runtime: Runtime, limit: int = 100, *, batch: int = BATCH,
                 pace: _Pace | None = None) -> DrainReport:
     """Ingest up to about ``limit`` pending posts (of every tenant), at most ``batch`` a
-    transaction; what became of them. On SQLite, between two transactions the write lock is
-    left to other writers: while posts keep arriving, for as long as the transaction took
-    (and transactions are kept to :data:`SQLITE_SLICE_SECONDS`), else for a quarter of that
-    (at least :data:`SQLITE_PAUSE_SECONDS`)."""
+    transaction; what became of them. Between two transactions, while posts keep arriving,
+    the drainer pauses so that it takes :meth:`_Pace.share` of the time (on SQLite the
+    transactions are then kept to :data:`SQLITE_SLICE_SECONDS`: they hold the write lock the
+    accept path's commits need); on SQLite, when none arrive, it still pauses for a quarter of
+    each transaction (at least :data:`SQLITE_PAUSE_SECONDS`) for the other writers."""
     report = DrainReport()
     with runtime.engine.connect() as conn:  # a read first: an idle poll takes no write lock
         if not inbox.has_pending(conn):
             return report
         newest = inbox.newest_id(conn)
     sqlite, pace = runtime.engine.dialect.name == "sqlite", pace or _Pace()
-    arriving = sqlite  # until seen otherwise
+    arriving, seen = sqlite, time.monotonic()  # on SQLite, until seen otherwise
     while report.handled < limit:
         started = time.monotonic()
         done = drain_batch(runtime, min(batch, limit - report.handled), arriving=arriving,
@@ -230,12 +253,15 @@ def drain_inbox(runtime: Runtime, limit: int = 100, *, batch: int = BATCH,
             break
         report.done, report.dead = report.done + done.done, report.dead + done.dead
         report.retried += done.retried
-        if sqlite:
-            with runtime.engine.connect() as conn:
-                latest = inbox.newest_id(conn)
-            arriving, newest = latest != newest, latest
-            took = time.monotonic() - started
-            time.sleep(took if arriving else max(SQLITE_PAUSE_SECONDS, took / 4))
+        with runtime.engine.connect() as conn:
+            latest = inbox.newest_id(conn)
+        now = time.monotonic()
+        took, rate = now - started, (latest or 0) - (newest or 0)
+        rate, arriving, newest, seen = rate / max(now - seen, 1e-6), latest != newest, latest, now
+        if arriving:
+            time.sleep(min(MAX_PAUSE_SECONDS, took * (1 / pace.share(rate) - 1)))
+        elif sqlite:
+            time.sleep(max(SQLITE_PAUSE_SECONDS, took / 4))
     return report
 
 

@@ -115,7 +115,7 @@ class NewPost:
 _POST_COLUMNS = ("tenant_id", "webhook_id", "topic", "format", "body", "received_at")
 #: The most posts one statement of :func:`accept_many` inserts (6 parameters each, far below
 #: SQLite's and PostgreSQL's limits on a statement's parameters).
-_MANY_CHUNK = 500
+MAX_ROWS_A_STATEMENT = 500
 
 
 @lru_cache(maxsize=64)
@@ -150,8 +150,8 @@ def _insert_posts(conn: Connection, posts: Sequence[NewPost]) -> dict[tuple[str,
     the driver's (:meth:`~sqlalchemy.engine.Connection.exec_driver_sql`: no compiling, no
     processing of each parameter set; its errors are still SQLAlchemy's)."""
     bind_time, made = _time_binder(conn.dialect), {}
-    for start in range(0, len(posts), _MANY_CHUNK):
-        chunk = posts[start:start + _MANY_CHUNK]
+    for start in range(0, len(posts), MAX_ROWS_A_STATEMENT):
+        chunk = posts[start:start + MAX_ROWS_A_STATEMENT]
         values: list[Any] = []
         for p in chunk:
             values += (p.tenant_id, p.webhook_id, p.topic, p.format, p.body,

@@ -7,6 +7,7 @@ until the other posts have queued behind it; nothing here depends on timing.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -67,14 +68,15 @@ def queued(committer: GroupCommitter) -> int:
 
 
 def wait_queued(committer: GroupCommitter, n: int) -> None:
-    event = threading.Event()
+    event, deadline = threading.Event(), time.monotonic() + 60
     while queued(committer) < n:
+        assert time.monotonic() < deadline, f"{queued(committer)} posts queued, not {n}"
         event.wait(0.01)
 
 
 def test_posts_arriving_during_a_commit_share_the_next_one(engine, signed_tenant,
                                                            monkeypatch):
-    held, committer = HeldWriter(monkeypatch), GroupCommitter(engine)
+    held, committer = HeldWriter(monkeypatch), GroupCommitter(engine, max_leaders=1)
     tenant = signed_tenant.id
     with ThreadPoolExecutor(max_workers=12) as pool:
         first = pool.submit(committer.accept, tenant, "g-0", "orders", "canonical", "{}",
@@ -95,7 +97,7 @@ def test_posts_arriving_during_a_commit_share_the_next_one(engine, signed_tenant
 
 
 def test_a_post_the_database_refuses_fails_alone(engine, signed_tenant, monkeypatch):
-    held, committer = HeldWriter(monkeypatch), GroupCommitter(engine)
+    held, committer = HeldWriter(monkeypatch), GroupCommitter(engine, max_leaders=1)
     tenant = signed_tenant.id
     with ThreadPoolExecutor(max_workers=4) as pool:
         first = pool.submit(committer.accept, tenant, "r-0", "orders", "canonical", "{}",
@@ -117,10 +119,28 @@ def test_a_post_the_database_refuses_fails_alone(engine, signed_tenant, monkeypa
     assert {"r-0", "r-1"} <= stored and "r-2" not in stored
 
 
+def test_with_two_commits_at_once_a_post_does_not_wait_for_the_one_under_way(
+        engine, signed_tenant, monkeypatch):
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite takes one commit at a time (one write lock)")
+    held, committer = HeldWriter(monkeypatch), GroupCommitter(engine, max_leaders=2)
+    tenant = signed_tenant.id
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(committer.accept, tenant, "p-0", "orders", "canonical", "{}",
+                            received_at=utcnow())
+        assert held.entered.wait(60)
+        second = committer.accept(tenant, "p-1", "orders", "canonical", "{}",
+                                  received_at=utcnow())
+        assert not first.done()  # the second was answered while the first is still held
+        held.release()
+        assert not first.result(60).duplicate and not second.duplicate
+    assert (committer.batches, committer.posts) == (2, 2)
+
+
 def test_a_post_that_waits_too_long_is_withdrawn_and_the_next_ones_are_committed(
         engine, signed_tenant, monkeypatch):
     held = HeldWriter(monkeypatch)
-    committer = GroupCommitter(engine, wait_seconds=0.2)
+    committer = GroupCommitter(engine, wait_seconds=0.2, max_leaders=1)
     tenant = signed_tenant.id
     with ThreadPoolExecutor(max_workers=2) as pool:
         first = pool.submit(committer.accept, tenant, "w-0", "orders", "canonical", "{}",
@@ -207,3 +227,18 @@ def test_a_post_contradicting_what_is_stored_is_dead_and_its_batch_is_ingested(
     assert [entries[k].state for k in ("k-1", "k-2", "k-3")] == ["done", "dead", "done"]
     assert "contradicts what is stored" in entries["k-2"].reason
     assert entries["k-1"].result["records"][0]["outcome"] == "created"
+
+
+def test_the_drainer_keeps_up_with_light_traffic_and_gives_way_to_a_burst():
+    pace = drain._Pace()
+    pace.seconds_a_post = 0.002  # it ingests 500 posts a second with the whole time
+    assert pace.share(0) == 1.0  # nothing arriving: full speed
+    for arriving in (5, 50, 120, 200, 330):  # posts/s needing 1% to 66% of its time
+        share = pace.share(arriving)
+        can_ingest = share / pace.seconds_a_post
+        if arriving * pace.seconds_a_post <= 0.5:
+            assert can_ingest >= drain.KEEP_UP_MARGIN * arriving * (1 - 1e-9)
+            assert share <= max(drain.BURST_SHARE,
+                                drain.KEEP_UP_MARGIN * arriving * 0.002 * (1 + 1e-9))
+        else:  # a burst: the accept path comes first, the inbox grows for a while
+            assert share == drain.BURST_SHARE
