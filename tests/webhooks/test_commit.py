@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -62,6 +62,19 @@ class HeldWriter:
         self.go.set()
 
 
+def post(committer: GroupCommitter, tenant_id: str, webhook_id: str) -> inbox.Accepted:
+    return committer.accept(tenant_id, webhook_id, "orders", "canonical", "{}",
+                            received_at=utcnow())
+
+
+def first_held(pool: ThreadPoolExecutor, held: HeldWriter, committer: GroupCommitter,
+               tenant_id: str, webhook_id: str) -> Future:
+    """A post sent from ``pool`` whose commit is held (see :class:`HeldWriter`)."""
+    future = pool.submit(post, committer, tenant_id, webhook_id)
+    assert held.entered.wait(60)
+    return future
+
+
 def queued(committer: GroupCommitter) -> int:
     with committer._cond:
         return len(committer._queue)
@@ -79,11 +92,8 @@ def test_posts_arriving_during_a_commit_share_the_next_one(engine, signed_tenant
     held, committer = HeldWriter(monkeypatch), GroupCommitter(engine, max_leaders=1)
     tenant = signed_tenant.id
     with ThreadPoolExecutor(max_workers=12) as pool:
-        first = pool.submit(committer.accept, tenant, "g-0", "orders", "canonical", "{}",
-                            received_at=utcnow())
-        assert held.entered.wait(60)
-        rest = [pool.submit(committer.accept, tenant, f"g-{i}", "orders", "canonical", "{}",
-                            received_at=utcnow()) for i in range(1, 11)]
+        first = first_held(pool, held, committer, tenant, "g-0")
+        rest = [pool.submit(post, committer, tenant, f"g-{i}") for i in range(1, 11)]
         wait_queued(committer, 10)
         assert not first.done()  # its transaction is not committed yet
         held.release()
@@ -100,11 +110,8 @@ def test_a_post_the_database_refuses_fails_alone(engine, signed_tenant, monkeypa
     held, committer = HeldWriter(monkeypatch), GroupCommitter(engine, max_leaders=1)
     tenant = signed_tenant.id
     with ThreadPoolExecutor(max_workers=4) as pool:
-        first = pool.submit(committer.accept, tenant, "r-0", "orders", "canonical", "{}",
-                            received_at=utcnow())
-        assert held.entered.wait(60)
-        good = pool.submit(committer.accept, tenant, "r-1", "orders", "canonical", "{}",
-                           received_at=utcnow())
+        first = first_held(pool, held, committer, tenant, "r-0")
+        good = pool.submit(post, committer, tenant, "r-1")
         wait_queued(committer, 1)
         bad = pool.submit(committer.accept, "no-such-tenant", "r-2", "orders", "canonical",
                           "{}", received_at=utcnow())  # the tenant's foreign key fails
@@ -126,11 +133,8 @@ def test_with_two_commits_at_once_a_post_does_not_wait_for_the_one_under_way(
     held, committer = HeldWriter(monkeypatch), GroupCommitter(engine, max_leaders=2)
     tenant = signed_tenant.id
     with ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(committer.accept, tenant, "p-0", "orders", "canonical", "{}",
-                            received_at=utcnow())
-        assert held.entered.wait(60)
-        second = committer.accept(tenant, "p-1", "orders", "canonical", "{}",
-                                  received_at=utcnow())
+        first = first_held(pool, held, committer, tenant, "p-0")
+        second = post(committer, tenant, "p-1")
         assert not first.done()  # the second was answered while the first is still held
         held.release()
         assert not first.result(60).duplicate and not second.duplicate
@@ -147,16 +151,16 @@ def test_a_post_that_waits_too_long_is_withdrawn_and_the_next_ones_are_committed
                             received_at=utcnow())
         assert held.entered.wait(60)  # the leader's commit is held: the next post must wait
         with pytest.raises(CommitUnavailable, match="not stored"):
-            committer.accept(tenant, "w-1", "orders", "canonical", "{}", received_at=utcnow())
+            post(committer, tenant, "w-1")
         assert queued(committer) == 0
         held.release()
         assert not first.result(60).duplicate
-    later = committer.accept(tenant, "w-2", "orders", "canonical", "{}", received_at=utcnow())
+    later = post(committer, tenant, "w-2")
     assert not later.duplicate  # the lead was given up, not lost
     with engine.connect() as conn:
         stored = {e.webhook_id for e in inbox.list_entries(conn, tenant)}
     assert stored == {"w-0", "w-2"}
-    retried = committer.accept(tenant, "w-1", "orders", "canonical", "{}", received_at=utcnow())
+    retried = post(committer, tenant, "w-1")
     assert not retried.duplicate  # the sender's retry of the withdrawn post is stored once
 
 
