@@ -87,7 +87,7 @@ class GroupCommitter:
         self.max_batch = min(max_batch, inbox.MAX_ROWS_A_STATEMENT)  # one INSERT a batch
         self.max_leaders = 1 if engine.dialect.name == "sqlite" else \
             max_leaders or SERVER_LEADERS
-        self._cond = threading.Condition()  # guards the queue, the leads and the process id
+        self._lock = threading.Lock()  # guards the queue, the leads, the connections, the pid
         self._queue: list[_Post] = []
         self._leaders = 0  # commits under way, and posts told to lead the next ones
         self._pid: int | None = None
@@ -104,7 +104,7 @@ class GroupCommitter:
         """Store the post (as :func:`gateway.webhooks.inbox.accept`), committed on return."""
         post = _Post(inbox.NewPost(tenant_id, webhook_id, topic, fmt, body, received_at))
         deadline = time.monotonic() + self.wait_seconds
-        with self._cond:
+        with self._lock:
             self._forget_parent()
             self._queue.append(post)
             leads = self._leaders < self.max_leaders
@@ -122,7 +122,7 @@ class GroupCommitter:
 
     def _forget_parent(self) -> None:
         """In a process forked from the one that made this committer, drop the parent's queue,
-        leads and connection (the caller holds ``_cond``). The connection is dropped, not
+        leads and connection (the caller holds ``_lock``). The connection is dropped, not
         closed: closing a SQLite file inherited from the parent would release the parent's
         locks on it."""
         if self._pid != os.getpid():
@@ -136,7 +136,7 @@ class GroupCommitter:
         while True:
             post.wake.wait(max(0.0, deadline - time.monotonic()))
             post.wake.clear()  # before the flags are read: a later finish() sets it again
-            with self._cond:
+            with self._lock:
                 if post.finished:
                     return False
                 if post.leads:
@@ -155,7 +155,7 @@ class GroupCommitter:
         """Commit the oldest waiting posts (at most :attr:`max_batch`), then hand the lead to
         the oldest post still waiting that is not already told to lead, or give it up."""
         try:
-            with self._cond:
+            with self._lock:
                 batch = self._queue[:self.max_batch]
                 del self._queue[:self.max_batch]
             try:
@@ -168,7 +168,7 @@ class GroupCommitter:
                         post.finish(None, exc)
                 raise
         finally:
-            with self._cond:
+            with self._lock:
                 heir = next((p for p in self._queue if not p.leads), None)
                 if heir is None:
                     self._leaders -= 1
@@ -189,7 +189,7 @@ class GroupCommitter:
             log.warning("committing a webhook post failed: %s", type(exc).__name__)
             batch[0].finish(None, exc)
             return
-        with self._cond:
+        with self._lock:
             self.batches += 1
             self.posts += len(batch)
             self.seconds += time.perf_counter() - started
@@ -222,7 +222,7 @@ class GroupCommitter:
         so that statement is its transaction, committed when it returns: one round trip
         instead of BEGIN, INSERT and COMMIT, and no pool check-out and ping a batch. One that
         fails goes back to the pool (which resets it, or throws it away)."""
-        with self._cond:
+        with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -232,7 +232,7 @@ class GroupCommitter:
         except BaseException:
             conn.close()
             raise
-        with self._cond:
+        with self._lock:
             self._idle.append(conn)
 
     def _sqlite_connection(self) -> Connection:

@@ -256,8 +256,9 @@ def drain_inbox(runtime: Runtime, limit: int = 100, *, batch: int = BATCH,
         with runtime.engine.connect() as conn:
             latest = inbox.newest_id(conn)
         now = time.monotonic()
-        took, rate = now - started, (latest or 0) - (newest or 0)
-        rate, arriving, newest, seen = rate / max(now - seen, 1e-6), latest != newest, latest, now
+        took = now - started
+        rate = ((latest or 0) - (newest or 0)) / max(now - seen, 1e-6)  # posts/s since last look
+        arriving, newest, seen = latest != newest, latest, now
         if arriving:
             time.sleep(min(MAX_PAUSE_SECONDS, took * (1 / pace.share(rate) - 1)))
         elif sqlite:

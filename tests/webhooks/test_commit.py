@@ -76,7 +76,7 @@ def first_held(pool: ThreadPoolExecutor, held: HeldWriter, committer: GroupCommi
 
 
 def queued(committer: GroupCommitter) -> int:
-    with committer._cond:
+    with committer._lock:
         return len(committer._queue)
 
 
