@@ -24,7 +24,6 @@ from sqlalchemy import Connection, bindparam, delete, func, select, tuple_
 
 from gateway.store.tables import webhook_inbox
 from gateway.store.types import utcnow
-from gateway.store.upsert import insert_for
 
 STATES = ("pending", "done", "dead")
 #: Ingested rows (and so their webhook-ids) are kept at least this long.
@@ -63,36 +62,11 @@ def _entry(row: Any) -> InboxEntry:
                       row.finished_at)
 
 
-_ACCEPT_STATEMENTS: dict[str, Any] = {}
-
-
-def _accept_statement(conn: Connection) -> Any:
-    """The accept path's INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per
-    dialect with bound parameters (so SQLAlchemy compiles it once: a hot path)."""
-    stmt = _ACCEPT_STATEMENTS.get(conn.dialect.name)
-    if stmt is None:
-        values: dict[str, Any] = {
-            name: bindparam(name, type_=webhook_inbox.c[name].type) for name in
-            ("tenant_id", "webhook_id", "topic", "format", "body", "received_at")}
-        stmt = insert_for(conn, webhook_inbox).values(
-            {**values, "state": "pending", "attempts": 0}).on_conflict_do_nothing(
-            index_elements=["tenant_id", "webhook_id"]).returning(webhook_inbox.c.id)
-        _ACCEPT_STATEMENTS[conn.dialect.name] = stmt
-    return stmt
-
-
 def accept(conn: Connection, tenant_id: str, webhook_id: str, topic: str, fmt: str,
            body: str, *, received_at: datetime | None = None) -> Accepted:
     """Store the post as pending, unless the tenant already has ``webhook_id``."""
-    new_id = conn.execute(_accept_statement(conn), {
-        "tenant_id": tenant_id, "webhook_id": webhook_id, "topic": topic, "format": fmt,
-        "body": body, "received_at": received_at or utcnow()}).scalar()
-    if new_id is not None:
-        return Accepted(int(new_id), False, "pending")
-    row = conn.execute(select(webhook_inbox.c.id, webhook_inbox.c.state).where(
-        webhook_inbox.c.tenant_id == tenant_id,
-        webhook_inbox.c.webhook_id == webhook_id)).one()
-    return Accepted(int(row.id), True, row.state)
+    return accept_many(conn, [NewPost(tenant_id, webhook_id, topic, fmt, body,
+                                      received_at or utcnow())])[0]
 
 
 @dataclass(frozen=True)
